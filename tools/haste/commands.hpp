@@ -1,0 +1,16 @@
+// Each subcommand family registers itself on the CLI11 app; main.cpp only wires them up.
+// A command's callback throws haste::Error for anything the user must fix; main prints it.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+namespace haste::cli {
+
+void add_data_stats(CLI::App& data);      // data_stats.cpp
+void add_data_convert(CLI::App& data);    // data_convert.cpp
+void add_data_synth(CLI::App& data);      // data_synth.cpp
+void add_data_featurize(CLI::App& data);  // data_featurize.cpp
+void add_eval(CLI::App& app);             // eval.cpp
+void add_device(CLI::App& app);           // device.cpp
+
+}  // namespace haste::cli

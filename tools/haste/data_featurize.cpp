@@ -1,0 +1,5 @@
+// PLACEHOLDER: replaced by the real command.
+#include "commands.hpp"
+namespace haste::cli {
+void add_data_featurize(CLI::App& data) { (void)data; }
+}  // namespace haste::cli
