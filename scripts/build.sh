@@ -7,7 +7,8 @@ build_dir=${HASTE_BUILD_DIR:-build}
 
 # The PyPI cmake wheel (>= 3.28, installed by setup.sh) knows nvcc's C++20 flags; Debian 12's
 # cmake 3.25 does not.
-cmake_bin=$(python3 -c "import cmake, os; print(os.path.join(cmake.CMAKE_BIN_DIR, 'cmake'))")
+# Run from / so that the repo's cmake/ folder is not mistaken for the cmake Python package.
+cmake_bin=$(cd / && python3 -c "import cmake, os; print(os.path.join(cmake.CMAKE_BIN_DIR, 'cmake'))")
 mkdir -p "$build_dir"
 werror=OFF
 [ -n "${CI:-}" ] && werror=ON

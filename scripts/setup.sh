@@ -27,8 +27,9 @@ if [ ${#missing[@]} -gt 0 ]; then
     apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
+# Run from / so that the repo's cmake/ folder is not mistaken for the cmake Python package.
 python_has_all() {
-  python3 - <<'PY' 2>/dev/null
+  (cd / && python3 - <<'PY' 2>/dev/null
 import importlib, sys
 import cmake  # the PyPI cmake wheel
 for name in ("numpy", "scipy", "napkinxc", "pytest"):
@@ -36,6 +37,7 @@ for name in ("numpy", "scipy", "napkinxc", "pytest"):
 major, minor = (int(x) for x in cmake.__version__.split(".")[:2])
 sys.exit(0 if (major, minor) >= (3, 28) else 1)
 PY
+  )
 }
 if ! python_has_all; then
   echo "setup: installing Python packages: ${pip_packages[*]}"

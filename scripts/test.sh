@@ -5,6 +5,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 bash scripts/build.sh
-cmake_dir=$(python3 -c "import cmake; print(cmake.CMAKE_BIN_DIR)")
+cmake_dir=$(cd / && python3 -c "import cmake; print(cmake.CMAKE_BIN_DIR)")
 cd "${HASTE_BUILD_DIR:-build}"
 "$cmake_dir/ctest" --output-on-failure -j "$(nproc)" "$@"
