@@ -6,12 +6,12 @@
 #include <unistd.h>
 #include <zlib.h>
 
-#include <haste/error.hpp>
-
 #include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <haste/error.hpp>
+#include <thread>
 
 namespace haste {
 namespace fs = std::filesystem;
@@ -29,8 +29,8 @@ class Decoder {
   virtual ~Decoder() = default;
   // Decompresses from [in, in + in_size) into [out, out + out_capacity); returns the number of
   // bytes consumed and produced.
-  virtual void run(const char* in, size_t in_size, char* out, size_t out_capacity,
-                   size_t& consumed, size_t& produced) = 0;
+  virtual void run(const char* in, size_t in_size, char* out, size_t out_capacity, size_t& consumed,
+                   size_t& produced) = 0;
   virtual bool finished() const = 0;
   virtual void restart() = 0;  // a new concatenated stream follows
 };
@@ -146,7 +146,11 @@ class Bzip2Decoder : public Decoder {
 };
 
 Compression sniff_compression(const unsigned char* head, size_t size) {
-  if (size >= 6 && std::memcmp(head, "\xFD" "7zXZ\x00", 6) == 0) return Compression::xz;
+  if (size >= 6 && std::memcmp(head,
+                               "\xFD"
+                               "7zXZ\x00",
+                               6) == 0)
+    return Compression::xz;
   if (size >= 2 && head[0] == 0x1F && head[1] == 0x8B) return Compression::gzip;
   if (size >= 3 && std::memcmp(head, "BZh", 3) == 0) return Compression::bzip2;
   return Compression::none;
@@ -194,13 +198,20 @@ CompressedInput::CompressedInput(const fs::path& file) : impl_(std::make_unique<
   impl_->size = static_cast<int64_t>(fs::file_size(file, ec));
   impl_->in.resize(kChunk);
   impl_->refill();
-  impl_->compression = sniff_compression(reinterpret_cast<unsigned char*>(impl_->in.data()),
-                                         impl_->in_end);
+  impl_->compression =
+      sniff_compression(reinterpret_cast<unsigned char*>(impl_->in.data()), impl_->in_end);
   switch (impl_->compression) {
-    case Compression::xz: impl_->decoder = std::make_unique<XzDecoder>(file); break;
-    case Compression::gzip: impl_->decoder = std::make_unique<GzipDecoder>(file); break;
-    case Compression::bzip2: impl_->decoder = std::make_unique<Bzip2Decoder>(file); break;
-    case Compression::none: break;
+    case Compression::xz:
+      impl_->decoder = std::make_unique<XzDecoder>(file);
+      break;
+    case Compression::gzip:
+      impl_->decoder = std::make_unique<GzipDecoder>(file);
+      break;
+    case Compression::bzip2:
+      impl_->decoder = std::make_unique<Bzip2Decoder>(file);
+      break;
+    case Compression::none:
+      break;
   }
 }
 
@@ -233,8 +244,9 @@ size_t CompressedInput::read(char* buffer, size_t capacity) {
     total += produced;
     if (!have_input && produced == 0 && !s.decoder->finished()) {
       fail("{}: compressed data ends early (truncated {} file?)", s.file.string(),
-           s.compression == Compression::xz ? "xz"
-           : s.compression == Compression::gzip ? "gzip" : "bzip2");
+           s.compression == Compression::xz     ? "xz"
+           : s.compression == Compression::gzip ? "gzip"
+                                                : "bzip2");
     }
     if (produced == 0 && consumed == 0 && have_input && !s.decoder->finished()) break;
   }
@@ -245,9 +257,7 @@ Compression CompressedInput::compression() const { return impl_->compression; }
 int64_t CompressedInput::file_size() const { return impl_->size; }
 int64_t CompressedInput::file_bytes_consumed() const { return impl_->consumed; }
 
-LineReader::LineReader(const fs::path& file) : path_(file), input_(file) {
-  buffer_.resize(kChunk);
-}
+LineReader::LineReader(const fs::path& file) : path_(file), input_(file) { buffer_.resize(kChunk); }
 
 bool LineReader::fill() {
   // Move the partial line to the front and grow the buffer if a single line fills it.
@@ -391,11 +401,25 @@ AtomicOutput::AtomicOutput(const fs::path& file) : impl_(std::make_unique<Impl>(
   s.compression = compression_for_name(file);
   bool ok = true;
   switch (s.compression) {
-    case Compression::xz: ok = lzma_easy_encoder(&s.xz, 6, LZMA_CHECK_CRC64) == LZMA_OK; break;
-    case Compression::gzip: ok = deflateInit2(&s.gz, 6, Z_DEFLATED, 15 + 16, 8,
-                                              Z_DEFAULT_STRATEGY) == Z_OK; break;
-    case Compression::bzip2: ok = BZ2_bzCompressInit(&s.bz, 9, 0, 0) == BZ_OK; break;
-    case Compression::none: break;
+    case Compression::xz: {
+      // Multithreaded, preset 3: xz's default (preset 6, one thread) writes only ~1 MB/s, which
+      // made `data synth` at 10M labels take hours; this is several times faster for files
+      // that are a few percent larger, and every xz reader takes the blocked stream.
+      lzma_mt options{};
+      options.threads = std::max(1u, std::thread::hardware_concurrency());
+      options.preset = 3;
+      options.check = LZMA_CHECK_CRC64;
+      ok = lzma_stream_encoder_mt(&s.xz, &options) == LZMA_OK;
+      break;
+    }
+    case Compression::gzip:
+      ok = deflateInit2(&s.gz, 6, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) == Z_OK;
+      break;
+    case Compression::bzip2:
+      ok = BZ2_bzCompressInit(&s.bz, 9, 0, 0) == BZ_OK;
+      break;
+    case Compression::none:
+      break;
   }
   check(ok, "{}: cannot start the compressor", file.string());
 }
@@ -412,6 +436,14 @@ AtomicOutput::~AtomicOutput() {
 
 void AtomicOutput::write(std::string_view bytes) {
   Impl& s = *impl_;
+  if (s.compression == Compression::none && bytes.size() >= kChunk) {
+    // Large uncompressed blocks (tensors of a checkpoint) go straight to the file: buffering
+    // them would double the memory a big model needs while it is saved.
+    s.write_fd(s.pending.data(), s.pending.size());
+    s.pending.clear();
+    s.write_fd(bytes.data(), bytes.size());
+    return;
+  }
   s.pending.append(bytes);
   if (s.pending.size() >= kChunk) {
     s.encode(s.pending, false);
@@ -432,6 +464,13 @@ void AtomicOutput::commit() {
   check(!ec, "{}: cannot move the finished file into place: {}", s.final_path.string(),
         ec.message());
   s.committed = true;
+  // The rename is durable only once the directory entry is on disk too.
+  fs::path directory = s.final_path.has_parent_path() ? s.final_path.parent_path() : ".";
+  int dir_fd = ::open(directory.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dir_fd >= 0) {
+    ::fsync(dir_fd);
+    ::close(dir_fd);
+  }
 }
 
 }  // namespace haste
