@@ -1,0 +1,204 @@
+// AdamW and SGD with momentum over a model's named parameters, lazy on the sparse input layer,
+// and the learning-rate schedule (see include/haste/optimizer.hpp).
+#include <algorithm>
+#include <cmath>
+#include <concepts>
+#include <haste/error.hpp>
+#include <haste/optimizer.hpp>
+#include <numbers>
+#include <type_traits>
+
+#include "model/config_json.hpp"
+#include "model/slot_remap.hpp"
+
+namespace haste {
+namespace {
+
+using config_json::EnumNames;
+using Json = nlohmann::json;
+
+constexpr EnumNames<OptimizerKind, 2> kOptimizerKinds{
+    {{OptimizerKind::adamw, "adamw"}, {OptimizerKind::sgd, "sgd"}}};
+constexpr EnumNames<LrDecay, 3> kLrDecays{
+    {{LrDecay::constant, "constant"}, {LrDecay::linear, "linear"}, {LrDecay::cosine, "cosine"}}};
+
+// Elementwise loops below this size stay on the calling thread.
+constexpr int64_t kMinParallelElements = int64_t{1} << 15;
+
+struct AdamStep {
+  float lr, beta1, beta2, eps, decay, correction1, correction2;
+
+  void operator()(float* w, const float* g, float* m, float* v, int64_t n) const {
+#pragma omp simd
+    for (int64_t i = 0; i < n; ++i) {
+      m[i] = beta1 * m[i] + (1 - beta1) * g[i];
+      v[i] = beta2 * v[i] + (1 - beta2) * g[i] * g[i];
+      const float update = (m[i] / correction1) / (std::sqrt(v[i] / correction2) + eps);
+      w[i] -= lr * (update + decay * w[i]);
+    }
+  }
+};
+
+struct SgdStep {
+  float lr, momentum, decay;
+
+  void operator()(float* w, const float* g, float* buffer, float* /*unused*/, int64_t n) const {
+#pragma omp simd
+    for (int64_t i = 0; i < n; ++i) {
+      buffer[i] = momentum * buffer[i] + g[i] + decay * w[i];
+      w[i] -= lr * buffer[i];
+    }
+  }
+};
+
+}  // namespace
+
+std::string to_string(OptimizerKind kind) { return config_json::enum_name(kOptimizerKinds, kind); }
+std::string to_string(LrDecay decay) { return config_json::enum_name(kLrDecays, decay); }
+OptimizerKind parse_optimizer_kind(const std::string& name) {
+  return config_json::parse_enum(kOptimizerKinds, name, "optimizer");
+}
+LrDecay parse_lr_decay(const std::string& name) {
+  return config_json::parse_enum(kLrDecays, name, "learning-rate decay");
+}
+
+double LrSchedule::lr_at(double base_lr, int64_t step, int64_t total_steps) const {
+  const double total = static_cast<double>(std::max<int64_t>(total_steps, 1));
+  const double t = static_cast<double>(step);
+  const double warmup = warmup_fraction * total;
+  if (t < warmup) return base_lr * (t + 1) / warmup;
+  if (decay == LrDecay::constant) return base_lr;
+  const double progress = std::clamp((t - warmup) / std::max(1.0, total - warmup), 0.0, 1.0);
+  const double shape = decay == LrDecay::linear
+                           ? 1.0 - progress
+                           : 0.5 * (1.0 + std::cos(std::numbers::pi * progress));
+  return base_lr * (final_scale + (1.0 - final_scale) * shape);
+}
+
+void OptimizerConfig::validate() const {
+  check(lr > 0 && std::isfinite(lr), "optimizer: 'lr' = {} must be positive", lr);
+  check(beta1 >= 0 && beta1 < 1 && beta2 >= 0 && beta2 < 1,
+        "optimizer: 'beta1' = {} and 'beta2' = {} must be in [0, 1)", beta1, beta2);
+  check(eps > 0, "optimizer: 'eps' = {} must be positive", eps);
+  check(weight_decay >= 0, "optimizer: 'weight_decay' = {} must not be negative", weight_decay);
+  check(momentum >= 0 && momentum < 1, "optimizer: 'momentum' = {} must be in [0, 1)", momentum);
+  check(schedule.warmup_fraction >= 0 && schedule.warmup_fraction <= 1,
+        "optimizer: 'warmup_fraction' = {} must be in [0, 1]", schedule.warmup_fraction);
+  check(schedule.final_scale >= 0 && schedule.final_scale <= 1,
+        "optimizer: 'final_lr_scale' = {} must be in [0, 1]", schedule.final_scale);
+}
+
+template <typename Config, typename Visitor>
+requires std::same_as<std::remove_const_t<Config>, OptimizerConfig>
+void visit_fields(Config& c, Visitor& v) {
+  v.enumeration("kind", kOptimizerKinds, c.kind);
+  v.field("lr", c.lr);
+  v.field("beta1", c.beta1);
+  v.field("beta2", c.beta2);
+  v.field("eps", c.eps);
+  v.field("weight_decay", c.weight_decay);
+  v.field("momentum", c.momentum);
+  v.field("warmup_fraction", c.schedule.warmup_fraction);
+  v.enumeration("decay", kLrDecays, c.schedule.decay);
+  v.field("final_lr_scale", c.schedule.final_scale);
+}
+
+Json OptimizerConfig::to_json() const { return config_json::write_fields(*this); }
+
+OptimizerConfig OptimizerConfig::from_json(const Json& json) {
+  return config_json::read_valid_fields<OptimizerConfig>(json, "optimizer config");
+}
+
+Optimizer::Optimizer(const OptimizerConfig& config, Model& model) : config_(config), model_(model) {
+  config_.validate();
+  for (const Parameter& parameter : model.parameters()) {
+    Slot slot{parameter.name, parameter.shape, {}, {}};
+    slot.first.assign(parameter.value.size(), 0.0f);
+    if (config_.kind == OptimizerKind::adamw) slot.second.assign(parameter.value.size(), 0.0f);
+    slots_.push_back(std::move(slot));
+  }
+}
+
+void Optimizer::update_rows(const Parameter& parameter, Slot& slot, std::span<const int32_t> rows,
+                            double lr) {
+  const auto size = static_cast<int64_t>(parameter.value.size());
+  const bool lazy = parameter.row_sparse;
+  const int64_t width = lazy ? parameter.shape[1] : std::min<int64_t>(size, 4096);
+  const int64_t blocks = lazy ? static_cast<int64_t>(rows.size()) : (size + width - 1) / width;
+  // Each block (a touched row, or a stretch of a dense parameter) is updated by one thread:
+  // the arithmetic is elementwise, so the result does not depend on the split.
+  auto run = [&](const auto& update) {
+#pragma omp parallel for schedule(static) if (blocks * width >= kMinParallelElements)
+    for (int64_t i = 0; i < blocks; ++i) {
+      const int64_t begin = lazy ? int64_t{rows[i]} * width : i * width;
+      const int64_t n = std::min(width, size - begin);
+      float* second = slot.second.empty() ? nullptr : slot.second.data() + begin;
+      update(parameter.value.data() + begin, parameter.grad.data() + begin,
+             slot.first.data() + begin, second, n);
+    }
+  };
+  const auto decay = static_cast<float>(config_.weight_decay);
+  if (config_.kind == OptimizerKind::adamw) {
+    const double t = static_cast<double>(steps_);
+    run(AdamStep{static_cast<float>(lr), static_cast<float>(config_.beta1),
+                 static_cast<float>(config_.beta2), static_cast<float>(config_.eps), decay,
+                 static_cast<float>(1.0 - std::pow(config_.beta1, t)),
+                 static_cast<float>(1.0 - std::pow(config_.beta2, t))});
+  } else {
+    run(SgdStep{static_cast<float>(lr), static_cast<float>(config_.momentum), decay});
+  }
+}
+
+void Optimizer::step(double lr) {
+  ++steps_;
+  std::vector<Parameter> parameters = model_.parameters();
+  check(parameters.size() == slots_.size(),
+        "optimizer: the model has {} parameters, the optimizer was made for {}", parameters.size(),
+        slots_.size());
+  for (size_t i = 0; i < parameters.size(); ++i) {
+    update_rows(parameters[i], slots_[i], model_.touched_rows(), lr);
+  }
+}
+
+void Optimizer::remap_tail_slots(const GroupSharedShape& shape,
+                                 std::span<const int32_t> source_slots) {
+  check(static_cast<int64_t>(source_slots.size()) == shape.G * shape.k,
+        "optimizer: tail slot map has {} entries, expected G * k = {}", source_slots.size(),
+        shape.G * shape.k);
+  auto it = std::find_if(slots_.begin(), slots_.end(),
+                         [](const Slot& slot) { return slot.name == "tail.weight"; });
+  if (it == slots_.end()) return;
+  for (std::vector<float>* state : {&it->first, &it->second}) {
+    if (!state->empty()) model::remap_slots(*state, shape, source_slots);
+  }
+}
+
+std::vector<NamedTensor<float>> Optimizer::state_tensors() {
+  const std::string first = config_.kind == OptimizerKind::adamw ? "adam.m." : "sgd.momentum.";
+  std::vector<NamedTensor<float>> out;
+  for (Slot& slot : slots_) out.push_back({first + slot.name, slot.shape, slot.first});
+  for (Slot& slot : slots_) {
+    if (!slot.second.empty()) out.push_back({"adam.v." + slot.name, slot.shape, slot.second});
+  }
+  return out;
+}
+
+int64_t Optimizer::state_bytes() const {
+  int64_t bytes = 0;
+  for (const Slot& slot : slots_) {
+    bytes += static_cast<int64_t>(slot.first.size() + slot.second.size()) * 4;
+  }
+  return bytes;
+}
+
+int64_t Optimizer::output_layer_state_bytes() const {
+  int64_t bytes = 0;
+  for (const Slot& slot : slots_) {
+    if (slot.name.starts_with("head.") || slot.name.starts_with("tail.")) {
+      bytes += static_cast<int64_t>(slot.first.size() + slot.second.size()) * 4;
+    }
+  }
+  return bytes;
+}
+
+}  // namespace haste
