@@ -53,6 +53,11 @@ class Featurizer {
   // Vocabulary files (JSON, see docs/formats.md), written atomically.
   static Featurizer load(const std::filesystem::path& vocabulary);
   void save(const std::filesystem::path& vocabulary) const;
+  // The vocabulary file's text, and back (`source` names it in errors): for keeping a
+  // featurizer inside another file, e.g. a checkpoint, so `haste predict --raw` needs no other.
+  std::string to_vocabulary_json() const;
+  static Featurizer from_vocabulary_json(std::string_view text,
+                                         const std::filesystem::path& source);
 
   // Featurizes a JSON-lines file, rows in file order. `num_labels` > 0 overrides L (it must
   // cover every id); otherwise L is the fitted one. An integer id >= L is an error naming its line.

@@ -75,7 +75,8 @@ class AtomicOutput {
   AtomicOutput& operator=(const AtomicOutput&) = delete;
 
   void write(std::string_view bytes);
-  // Flushes, fsyncs and renames into place. Throws (and removes the temporary) on failure.
+  // Flushes, fsyncs, renames into place and fsyncs the directory, so the new file survives a
+  // power loss. Throws (and removes the temporary) on failure.
   void commit();
 
  private:

@@ -282,6 +282,13 @@ FeaturizedText Featurizer::transform(const std::filesystem::path& jsonl, int64_t
 // ---- vocabulary file -------------------------------------------------------------------------
 
 void Featurizer::save(const std::filesystem::path& vocabulary) const {
+  AtomicOutput output(vocabulary);
+  output.write(to_vocabulary_json());
+  output.write("\n");
+  output.commit();
+}
+
+std::string Featurizer::to_vocabulary_json() const {
   // Ordered, so the settings come first and the long arrays last for a reader of the file.
   nlohmann::ordered_json json = {
       {"format", kVocabularyFormat},
@@ -299,10 +306,7 @@ void Featurizer::save(const std::filesystem::path& vocabulary) const {
       {"df", df_},
       {"idf", idf_},
   };
-  AtomicOutput output(vocabulary);
-  output.write(json.dump(1));
-  output.write("\n");
-  output.commit();
+  return json.dump(1);
 }
 
 namespace {
@@ -335,7 +339,11 @@ T field_as(const Json& json, const char* name, const std::filesystem::path& file
 }  // namespace
 
 Featurizer Featurizer::load(const std::filesystem::path& vocabulary) {
-  std::string bytes = read_whole_file(vocabulary);
+  return from_vocabulary_json(read_whole_file(vocabulary), vocabulary);
+}
+
+Featurizer Featurizer::from_vocabulary_json(std::string_view bytes,
+                                            const std::filesystem::path& vocabulary) {
   Json json;
   try {
     json = Json::parse(bytes);

@@ -3,15 +3,14 @@
 #include <haste/error.hpp>
 #include <haste/metrics.hpp>
 
+#include "cli_common.hpp"
 #include "commands.hpp"
-#include "data/text_io.hpp"
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include <filesystem>
 #include <memory>
-#include <sstream>
 #include <string>
 
 namespace haste::cli {
@@ -30,18 +29,6 @@ struct EvalArgs {
   bool json = false;
 };
 
-// Number of fields in a file's header line: 3 for the single-file format ("N F L"), 2 for a
-// lone label (or feature) file ("N L").
-int header_fields(const fs::path& file) {
-  LineReader reader(file);
-  std::string_view header;
-  if (!reader.next(header)) return 0;
-  std::istringstream fields{std::string(header)};
-  int count = 0;
-  for (std::string field; fields >> field;) ++count;
-  return count;
-}
-
 // The label matrix of a data set given as one file (single-file format, or a label file alone)
 // or as a feature file and a label file.
 CsrMatrix read_labels(const fs::path& first, const fs::path& labels) {
@@ -57,21 +44,6 @@ CsrMatrix read_labels(const fs::path& first, const fs::path& labels) {
 // Where a label matrix came from, for error messages.
 std::string describe(const fs::path& first, const fs::path& labels) {
   return labels.empty() ? first.string() : labels.string();
-}
-
-void print_table(const MetricReport& report) {
-  fmt::print("{:<8}{:>8}{:>8}{:>8}\n", "metric", "@1", "@3", "@5");
-  auto row = [](const char* name, const std::array<double, kMaxK>& metric) {
-    fmt::print("{:<8}{:>8.2f}{:>8.2f}{:>8.2f}\n", name, 100 * metric[0], 100 * metric[2],
-               100 * metric[4]);
-  };
-  row("P", report.precision);
-  row("nDCG", report.ndcg);
-  if (report.has_propensity_scored) {
-    row("PSP", report.psp);
-    row("PSnDCG", report.psndcg);
-  }
-  fmt::print("(percent; {} rows)\n", report.rows);
 }
 
 void run_eval(const EvalArgs& args) {
@@ -112,7 +84,7 @@ void run_eval(const EvalArgs& args) {
     }
     fmt::print("{}\n", out.dump(2));
   } else {
-    print_table(report);
+    print_metric_table(report);
     if (report.has_propensity_scored) {
       fmt::print("(PS metrics: Jain et al. propensities, A = {}, B = {}, {} training rows)\n",
                  args.A, args.B, train_points);

@@ -20,8 +20,12 @@ int main(int argc, char** argv) {
   haste::cli::add_data_convert(*data);
   haste::cli::add_data_synth(*data);
   haste::cli::add_data_featurize(*data);
+  haste::cli::add_data_split(*data);
   haste::cli::add_eval(app);
   haste::cli::add_device(app);
+  haste::cli::add_train(app);
+  haste::cli::add_predict(app);
+  haste::cli::add_inspect(app);
 
   try {
     app.parse(argc, argv);

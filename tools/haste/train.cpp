@@ -1,0 +1,319 @@
+// `haste train`: trains a model from a config file and flags, and writes the run's outputs
+// (checkpoint, metrics.json, plot.png) into --out after every epoch.
+#include <fmt/format.h>
+
+#include <filesystem>
+#include <haste/checkpoint.hpp>
+#include <haste/config_file.hpp>
+#include <haste/dataset.hpp>
+#include <haste/dataset_split.hpp>
+#include <haste/error.hpp>
+#include <haste/progress.hpp>
+#include <haste/trainer.hpp>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <optional>
+
+#include "commands.hpp"
+#include "training_log.hpp"
+
+namespace haste::cli {
+namespace {
+
+namespace fs = std::filesystem;
+
+struct TrainArgs {
+  fs::path train;
+  std::optional<fs::path> train_labels;
+  std::optional<fs::path> test;
+  std::optional<fs::path> test_labels;
+  double valid_fraction = 0;
+  std::optional<fs::path> config;
+  fs::path out;
+  bool resume = false;
+  std::optional<fs::path> vocabulary;
+  std::optional<int> stop_after;
+  bool quiet = false;
+  bool no_cache = false;
+
+  // Flags that override the config file (only when given).
+  std::optional<int> epochs;
+  std::optional<int64_t> batch_size;
+  std::optional<double> lr;
+  std::optional<std::string> optimizer;
+  std::optional<std::vector<int64_t>> hidden;
+  std::optional<int64_t> group_size;
+  std::optional<int64_t> fan_in;
+  std::optional<double> head_fraction;
+  std::optional<std::string> output;
+  std::optional<std::string> dst;
+  std::optional<uint64_t> seed;
+  std::optional<int> threads;
+};
+
+void apply_overrides(const TrainArgs& args, RunConfig& config) {
+  ModelConfig& m = config.model;
+  TrainConfig& t = config.train;
+  if (args.epochs) t.epochs = *args.epochs;
+  if (args.batch_size) t.batch_size = *args.batch_size;
+  if (args.lr) t.optimizer.lr = *args.lr;
+  if (args.optimizer) t.optimizer.kind = parse_optimizer_kind(*args.optimizer);
+  if (args.hidden) m.hidden = *args.hidden;
+  if (args.group_size) m.group_size = *args.group_size;
+  if (args.fan_in) m.fan_in = *args.fan_in;
+  if (args.head_fraction) {
+    m.head_rule = HeadRule::fraction;
+    m.head_fraction = *args.head_fraction;
+  }
+  if (args.output) m.output = parse_output_kind(*args.output);
+  if (args.dst) {
+    t.dst.enabled = *args.dst != "off";
+    if (t.dst.enabled) t.dst.regrow = parse_dst_regrow(*args.dst);
+  }
+  if (args.seed) m.seed = t.seed = *args.seed;
+  if (args.threads) t.threads = *args.threads;
+  t.show_progress = !args.quiet;
+  m.validate();
+  t.validate();
+}
+
+struct Data {
+  Dataset train;
+  std::optional<Dataset> test;
+  std::string test_name;
+};
+
+Data read_data(const TrainArgs& args, uint64_t seed) {
+  ReadOptions options;
+  options.use_cache = !args.no_cache;
+  options.show_progress = !args.quiet;
+  Data data{read_dataset(args.train, args.train_labels, options), std::nullopt, ""};
+  if (args.test) {
+    data.test = read_dataset(*args.test, args.test_labels, options);
+    data.test_name = args.test->string();
+    check(data.test->num_labels() <= data.train.num_labels() &&
+              data.test->num_features() <= data.train.num_features(),
+          "{} has {} features and {} labels but the training set only {} and {}: both must use "
+          "one feature and label space",
+          data.test_name, data.test->num_features(), data.test->num_labels(),
+          data.train.num_features(), data.train.num_labels());
+    data.test->labels.cols = data.train.num_labels();
+    if (data.test->dense.cols == 0) data.test->features.cols = data.train.features.cols;
+  } else if (args.valid_fraction > 0) {
+    DatasetSplit split = split_dataset(data.train, args.valid_fraction, seed);
+    data.train = std::move(split.train);
+    data.test = std::move(split.test);
+    data.test_name =
+        fmt::format("{:.0f}% of the training rows held out", 100 * args.valid_fraction);
+  }
+  return data;
+}
+
+void print_dataset(const char* role, const Dataset& data) {
+  const double labels_per_row =
+      static_cast<double>(data.labels.nnz()) / std::max<int64_t>(data.num_points(), 1);
+  fmt::print("{:<6} {:>10} rows {:>10} {} features {:>10} labels {:>6.2f} labels/row\n", role,
+             data.num_points(), data.num_features(), data.dense.cols > 0 ? "dense" : "sparse",
+             data.num_labels(), labels_per_row);
+}
+
+void print_model_size(const ModelSize& size, int64_t optimizer_bytes) {
+  std::string parts;
+  for (const auto& [name, bytes] : size.parts()) {
+    parts += fmt::format("{}{} {}B", parts.empty() ? "" : ", ", name, human_count(bytes));
+  }
+  fmt::print("model  {}B: {}; optimizer state {}B; output layer {}B\n",
+             human_count(size.total_bytes()), parts, human_count(optimizer_bytes),
+             human_count(size.output_layer_bytes()));
+}
+
+void print_epoch_header(bool with_metrics) {
+  fmt::print("{:>5} {:>9} {:>9} {:>8} {:>8}", "epoch", "loss", "lr", "train_s", "ex/s");
+  if (with_metrics)
+    fmt::print(" {:>6} {:>6} {:>6} {:>7} {:>6} {:>6}", "P@1", "P@3", "P@5", "nDCG@5", "PSP@1",
+               "PSP@5");
+  fmt::print("\n");
+}
+
+void print_epoch(const EpochReport& r) {
+  fmt::print("{:>5} {:>9.5f} {:>9.2e} {:>8.1f} {:>8.0f}", r.epoch, r.mean_loss, r.learning_rate,
+             r.train_seconds, r.examples_per_second);
+  if (r.metrics) {
+    const MetricReport& m = *r.metrics;
+    fmt::print(" {:>6.2f} {:>6.2f} {:>6.2f} {:>7.2f} {:>6.2f} {:>6.2f}", 100 * m.precision[0],
+               100 * m.precision[2], 100 * m.precision[4], 100 * m.ndcg[4], 100 * m.psp[0],
+               100 * m.psp[4]);
+  }
+  fmt::print("\n");
+  std::fflush(stdout);
+}
+
+nlohmann::ordered_json describe_run(const RunConfig& config, const TrainArgs& args,
+                                    const Data& data, const ModelSize& size,
+                                    int64_t optimizer_state_bytes) {
+  nlohmann::ordered_json sizes;
+  for (const auto& [name, bytes] : size.parts()) sizes[name] = bytes;
+  sizes["output_layer_bytes"] = size.output_layer_bytes();
+  sizes["output_layer_state_bytes"] = optimizer_state_bytes;
+  return {{"config", {{"model", config.model.to_json()}, {"train", config.train.to_json()}}},
+          {"data",
+           {{"train", args.train.string()},
+            {"train_rows", data.train.num_points()},
+            {"test", data.test_name},
+            {"test_rows", data.test ? data.test->num_points() : 0},
+            {"features", data.train.num_features()},
+            {"labels", data.train.num_labels()}}},
+          {"model_size", sizes},
+          {"output_layer_bytes", size.output_layer_bytes() + optimizer_state_bytes}};
+}
+
+// Temporary files of a run that was killed while writing (AtomicOutput's "<name>.tmp.<pid>").
+// A run owns its output directory, so any such file there is stale.
+void remove_stale_temporaries(const fs::path& directory) {
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(directory, ec)) {
+    const std::string name = entry.path().filename().string();
+    for (const char* output : {kCheckpointFileName, kMetricsFileName, kPlotFileName}) {
+      if (name.starts_with(std::string(output) + ".tmp.")) fs::remove(entry.path(), ec);
+    }
+  }
+}
+
+// Thrown from the epoch callback to end a run early (--stop-after) once its checkpoint is saved.
+struct StopTraining {};
+
+void run_train(const TrainArgs& args) {
+  const fs::path checkpoint_path = args.out / kCheckpointFileName;
+  std::optional<Checkpoint> checkpoint;
+  RunConfig config = args.config ? load_run_config(*args.config) : RunConfig{};
+  if (args.resume) {
+    check(fs::exists(checkpoint_path),
+          "--resume: {} does not exist; train without --resume to start a run there",
+          checkpoint_path.string());
+    checkpoint.emplace(checkpoint_path);
+    // The stored settings define the run; only its length, threads and verbosity may change.
+    config = {checkpoint->model_config(), checkpoint->train_config()};
+    if (args.epochs) config.train.epochs = *args.epochs;
+    if (args.threads) config.train.threads = *args.threads;
+    config.train.show_progress = !args.quiet;
+  } else {
+    if (fs::exists(checkpoint_path)) {
+      fmt::print(stderr, "note: starting afresh over {} (use --resume to continue that run)\n",
+                 checkpoint_path.string());
+    }
+    apply_overrides(args, config);
+  }
+
+  Data data = read_data(args, config.train.seed);
+  print_dataset("train", data.train);
+  if (data.test) print_dataset("test", *data.test);
+
+  std::optional<Featurizer> featurizer;
+  if (args.vocabulary)
+    featurizer = Featurizer::load(*args.vocabulary);
+  else if (checkpoint)
+    featurizer = checkpoint->featurizer();
+
+  Model model = checkpoint ? checkpoint->load_model() : Model::build(config.model, data.train);
+  Trainer trainer(config.train, model);
+  if (checkpoint) {
+    checkpoint->restore_training(trainer);
+    fmt::print("resuming {} after epoch {} (step {})\n", checkpoint_path.string(),
+               trainer.state().epochs_done, trainer.state().steps_done);
+  }
+  const ModelSize size = model.size();
+  print_model_size(size, trainer.optimizer().state_bytes());
+  const int64_t output_layer_bytes =
+      size.output_layer_bytes() + trainer.optimizer().output_layer_state_bytes();
+
+  fs::create_directories(args.out);
+  remove_stale_temporaries(args.out);
+  TrainingLog log(args.out, describe_run(config, args, data, size,
+                                         trainer.optimizer().output_layer_state_bytes()));
+  if (checkpoint) log.keep_earlier_epochs(trainer.state().epochs_done);
+  print_epoch_header(data.test.has_value());
+  const Dataset* test = data.test ? &*data.test : nullptr;
+  try {
+    trainer.fit(data.train, test, [&](const EpochReport& report) {
+      print_epoch(report);
+      // The log first: a kill between the two leaves a log one epoch ahead of the checkpoint,
+      // which --resume trims, rather than a log missing an epoch the checkpoint has.
+      log.add(report, output_layer_bytes);
+      save_checkpoint(checkpoint_path, model, &trainer, featurizer ? &*featurizer : nullptr);
+      if (args.stop_after && report.epoch >= *args.stop_after) throw StopTraining{};
+    });
+  } catch (const StopTraining&) {
+    fmt::print("stopped after epoch {} of {}; continue with --resume\n",
+               trainer.state().epochs_done, config.train.epochs);
+  }
+  fmt::print("wrote {}, {} and {} in {}\n", kCheckpointFileName, kMetricsFileName,
+             test ? kPlotFileName : "no plot (no test set)", args.out.string());
+}
+
+}  // namespace
+
+void add_train(CLI::App& app) {
+  auto args = std::make_shared<TrainArgs>();
+  CLI::App* cmd = app.add_subcommand(
+      "train",
+      "Train a model on an XC data set. Settings come from a TOML config file (--config) and "
+      "flags, which override it. After every epoch, --out DIR receives the checkpoint "
+      "(model.safetensors), metrics.json and plot.png (P@1/3/5 per epoch)");
+  cmd->add_option("TRAIN", args->train,
+                  "Training set: an XC single file, or the features of a split pair (text or .npy)")
+      ->required()
+      ->check(CLI::ExistingFile);
+  cmd->add_option("TRAIN_LABELS", args->train_labels, "Labels of a split-format training set")
+      ->check(CLI::ExistingFile);
+  auto* test = cmd->add_option("--test", args->test, "Test set evaluated after every epoch")
+                   ->check(CLI::ExistingFile);
+  cmd->add_option("--test-labels", args->test_labels, "Labels of a split-format test set")
+      ->check(CLI::ExistingFile)
+      ->needs(test);
+  cmd->add_option("--valid-fraction", args->valid_fraction,
+                  "Without --test: hold out this fraction of the training rows (seeded) and "
+                  "evaluate on it")
+      ->check(CLI::Range(0.0, 0.9))
+      ->excludes(test);
+  cmd->add_option("--config,-c", args->config, "TOML config file ([model], [train], ...)")
+      ->check(CLI::ExistingFile);
+  cmd->add_option("--out,-o", args->out, "Output directory")->required();
+  cmd->add_flag("--resume", args->resume,
+                "Continue the run whose checkpoint is in --out (its stored settings apply; "
+                "--epochs may extend it)");
+  cmd->add_option("--stop-after", args->stop_after,
+                  "End this invocation after that epoch (its checkpoint saved), e.g. to fit a "
+                  "time slot; --resume continues exactly where it stopped")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--vocabulary", args->vocabulary,
+                  "Featurizer vocabulary (haste data featurize --save-vocab) to store in the "
+                  "checkpoint, so `haste predict --raw` can take text")
+      ->check(CLI::ExistingFile);
+  cmd->add_option("--epochs", args->epochs, "Epochs")->check(CLI::PositiveNumber);
+  cmd->add_option("--batch-size", args->batch_size, "Rows per batch")->check(CLI::PositiveNumber);
+  cmd->add_option("--lr", args->lr, "Base learning rate")->check(CLI::PositiveNumber);
+  cmd->add_option("--optimizer", args->optimizer, "adamw or sgd");
+  cmd->add_option("--hidden", args->hidden, "Encoder widths, e.g. --hidden 512 (last one is d)");
+  cmd->add_option("--group-size,-g", args->group_size, "Labels per tail group (g)");
+  cmd->add_option("--fan-in,-k", args->fan_in, "Tail fan-in (k)");
+  cmd->add_option("--head-fraction", args->head_fraction, "Fraction of labels in the dense head");
+  cmd->add_option("--output", args->output,
+                  "haste (dense head + group-shared tail) or dense (the baseline)");
+  cmd->add_option("--dst", args->dst,
+                  "Dynamic sparse training: off, random (SET) or gradient (RigL) regrowth");
+  cmd->add_option("--seed", args->seed, "Seed of the model and of training");
+  cmd->add_option("--threads", args->threads, "CPU threads (0: all cores)")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_flag("--quiet,-q", args->quiet, "No progress bars");
+  cmd->add_flag("--no-cache", args->no_cache, "Do not use or write the binary data cache");
+  cmd->footer(
+      "Example:\n"
+      "  haste train data/debdeps/xc/debdeps_train.txt.xz --test "
+      "data/debdeps/xc/debdeps_test.txt.xz \\\n"
+      "      --config configs/debdeps.toml --out runs/debdeps\n"
+      "  haste train ... --out runs/debdeps --resume --epochs 8   # continue, longer\n"
+      "See docs/cli.md for the config file's keys.");
+  cmd->callback([args] { run_train(*args); });
+}
+
+}  // namespace haste::cli
