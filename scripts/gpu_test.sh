@@ -8,3 +8,15 @@ build_dir=${HASTE_BUILD_DIR:-build}
 "$build_dir/tools/haste/haste" device | tee /dev/stderr | grep -q "^GPU 0:" ||
   { echo "gpu_test: no GPU visible" >&2; exit 1; }
 "$build_dir/tests/haste_tests" --gtest_brief=1 "$@"
+
+# HASTE_GPU_SANITIZE=1 also runs the CUDA kernel tests on small shapes (g = 8, 32 and the g = 1
+# baseline; the fused kernel at g = 8 and 32) under compute-sanitizer's memcheck and racecheck; a
+# report fails the script.
+if [ -n "${HASTE_GPU_SANITIZE:-}" ]; then
+  small='*GroupSharedKernels.*/0:*GroupSharedKernels.*/3:*GroupSharedKernels.*/8'
+  small+=':*GroupSharedFusedTrain.*/0:*GroupSharedFusedTrain.*/4'
+  for tool in memcheck racecheck; do
+    compute-sanitizer --tool "$tool" --error-exitcode 1 \
+      "$build_dir/tests/haste_tests" --gtest_brief=1 --gtest_filter="$small"
+  done
+fi

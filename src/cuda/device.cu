@@ -1,8 +1,8 @@
 // The device API in a CUDA build: asks the runtime, and turns "no driver" or "no device" into
 // a reason rather than an error, so CPU-only machines run everything but GPU work.
-#include <haste/device.hpp>
-
 #include <cuda_runtime.h>
+
+#include <haste/device.hpp>
 
 namespace haste {
 
@@ -13,9 +13,9 @@ GpuInventory detect_gpus() {
   int count = 0;
   cudaError_t status = cudaGetDeviceCount(&count);
   if (status != cudaSuccess || count == 0) {
-    inventory.unavailable_reason =
-        status != cudaSuccess ? std::string("no usable GPU: ") + cudaGetErrorString(status)
-                              : "no GPU found";
+    inventory.unavailable_reason = status != cudaSuccess
+                                       ? std::string("no usable GPU: ") + cudaGetErrorString(status)
+                                       : "no GPU found";
     cudaGetLastError();  // clear the sticky error so later calls start clean
     return inventory;
   }
@@ -23,8 +23,7 @@ GpuInventory detect_gpus() {
     cudaDeviceProp prop{};
     if (cudaGetDeviceProperties(&prop, i) != cudaSuccess) continue;
     inventory.gpus.push_back({i, prop.name, prop.major, prop.minor,
-                              static_cast<int64_t>(prop.totalGlobalMem),
-                              prop.multiProcessorCount});
+                              static_cast<int64_t>(prop.totalGlobalMem), prop.multiProcessorCount});
   }
   return inventory;
 }

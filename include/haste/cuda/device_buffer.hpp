@@ -1,0 +1,57 @@
+// DeviceBuffer<T>: an owning cudaMalloc'd array (freed on destruction) with checked copies to
+// and from host vectors. Tests, benchmarks and the trainer hold device tensors in these.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstddef>
+#include <haste/cuda/cuda_check.hpp>
+#include <utility>
+#include <vector>
+
+namespace haste::cuda {
+
+template <typename T>
+class DeviceBuffer {
+ public:
+  DeviceBuffer() = default;
+  explicit DeviceBuffer(size_t count) : count_(count) {
+    if (count_ > 0) HASTE_CUDA_CHECK(cudaMalloc(&data_, count_ * sizeof(T)));
+  }
+  explicit DeviceBuffer(const std::vector<T>& host) : DeviceBuffer(host.size()) { upload(host); }
+  DeviceBuffer(DeviceBuffer&& other) noexcept
+      : data_(std::exchange(other.data_, nullptr)), count_(std::exchange(other.count_, 0)) {}
+  DeviceBuffer& operator=(DeviceBuffer&& other) noexcept {
+    std::swap(data_, other.data_);
+    std::swap(count_, other.count_);
+    return *this;
+  }
+  DeviceBuffer(const DeviceBuffer&) = delete;
+  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
+  ~DeviceBuffer() {
+    if (data_) cudaFree(data_);  // a destructor must not throw; a failed free leaks
+  }
+
+  T* data() { return data_; }
+  const T* data() const { return data_; }
+  size_t size() const { return count_; }
+
+  void upload(const std::vector<T>& host) {
+    check(host.size() == count_, "DeviceBuffer::upload: {} values into a buffer of {}", host.size(),
+          count_);
+    HASTE_CUDA_CHECK(cudaMemcpy(data_, host.data(), count_ * sizeof(T), cudaMemcpyHostToDevice));
+  }
+  std::vector<T> download() const {
+    std::vector<T> host(count_);
+    HASTE_CUDA_CHECK(cudaMemcpy(host.data(), data_, count_ * sizeof(T), cudaMemcpyDeviceToHost));
+    return host;
+  }
+  // Sets every byte to `byte` (0xff makes bf16 and fp32 arrays all NaN: poison before a test).
+  void fill_bytes(int byte) { HASTE_CUDA_CHECK(cudaMemset(data_, byte, count_ * sizeof(T))); }
+
+ private:
+  T* data_ = nullptr;
+  size_t count_ = 0;
+};
+
+}  // namespace haste::cuda

@@ -1,0 +1,110 @@
+// Group-shared backward to inputs on the tensor cores: dh[:, idx[G]] += dZg Wg for every group.
+//
+// The scatter-add into shared features is what makes this product hard: global fp32 atomics
+// per element (G * B * k of them) would swamp the memory system. Instead a thread block owns a
+// batch tile of 32 rows and a range of groups, and accumulates dhT[:, tile] ([d, 32] fp32, at
+// most 128 KB) in shared memory; it adds that to global memory once, at the end (d * 32
+// atomics per block). Per stage (a few groups, 3-deep cp.async pipeline) warp w computes
+// dHg^T = Wg^T dZg^T for batch columns 8w .. 8w + 7 of every group and 16-slot m-tile with
+// mma.m16n8k16 (M = slots, N = batch, K = labels; g = 8 pads K with zeros) and adds it into
+// the accumulator rows idx[G][slot]. Warps own disjoint columns and a group's slots are
+// distinct features, so these adds need no atomics (shared-memory atomics made v1 5x slower).
+// Floor (shape 1): read dz once (343 MB) and W once (86 MB).
+#include "cuda/gsff_products.cuh"
+#include "cuda/gsff_tiling.cuh"
+
+namespace haste::cuda {
+namespace {
+
+constexpr int kBatchTile = 32;
+constexpr int kWarps = kBatchTile / 8;  // one 8-column n-tile each
+constexpr int kThreads = kWarps * kWarpSize;
+constexpr int kStages = 3;
+
+template <int kG, int kK>
+using InputsStage = GroupStage<kG, kK, 4096>;
+
+template <int kG, int kK>
+__host__ __device__ constexpr size_t stage_bytes() {
+  using Stage = InputsStage<kG, kK>;
+  return Stage::kWeightBytes + Stage::kIndexBytes + kBatchTile * Stage::kLabels * 2;
+}
+
+template <int kG, int kK>
+constexpr size_t inputs_shared_bytes(int64_t d) {
+  return static_cast<size_t>(d) * kBatchTile * 4 + kStages * stage_bytes<kG, kK>();
+}
+
+template <int kG, int kK>
+__global__ void __launch_bounds__(kThreads)
+    gsff_backward_inputs_kernel(GroupSharedArgs a, int batch_tiles, int64_t stages) {
+  using Stage = InputsStage<kG, kK>;
+  using DzTile = SwizzledTile<Stage::kLabelChunks>;  // [32 batch rows][stage labels]
+  constexpr int kMTiles = kK / 16;
+  constexpr int kItems = Stage::kGroups * kMTiles;  // (group, m-tile) pairs of a stage
+
+  extern __shared__ __align__(128) uint8_t shared[];
+  const FeatureAccumulator<kBatchTile> accumulator{reinterpret_cast<float*>(shared)};
+  uint8_t* stage_memory = shared + a.d * kBatchTile * 4;
+  auto weights_in = [&](int buffer) {
+    return typename Stage::WeightTile{
+        reinterpret_cast<bf16*>(stage_memory + buffer * stage_bytes<kG, kK>())};
+  };
+  auto dz_in = [&](int buffer) {
+    return DzTile{reinterpret_cast<bf16*>(stage_memory + buffer * stage_bytes<kG, kK>() +
+                                          Stage::kWeightBytes)};
+  };
+  auto indices_in = [&](int buffer) {
+    return reinterpret_cast<int32_t*>(stage_memory + buffer * stage_bytes<kG, kK>() +
+                                      Stage::kWeightBytes + kBatchTile * Stage::kLabels * 2);
+  };
+
+  const BatchTileWork work = batch_tile_work(batch_tiles, stages);
+  const int b0 = work.batch_tile * kBatchTile;
+  const int rows = a.B - b0 < kBatchTile ? static_cast<int>(a.B - b0) : kBatchTile;
+  const int64_t L = a.G * kG;
+  accumulator.zero(a.d);
+
+  auto load = [&](int64_t stage, int buffer) {
+    const int groups = Stage::groups_in(stage, a.G);
+    const int64_t first_label = stage * Stage::kLabels;
+    load_rows_async(weights_in(buffer), groups * kG, kK / 8,
+                    [&](int label) { return a.weights + (first_label + label) * kK; });
+    load_rows_async(dz_in(buffer), rows, groups * kG / 8,
+                    [&](int row) { return a.dz + (b0 + row) * L + first_label; });
+    load_ints_async(indices_in(buffer), a.indices + stage * Stage::kGroups * kK, groups * kK);
+  };
+
+  const int warp = threadIdx.x / kWarpSize, lane = threadIdx.x % kWarpSize;
+  auto compute = [&](int64_t stage, int buffer) {
+    const auto weights = weights_in(buffer);
+    const auto dz = dz_in(buffer);
+    const int32_t* indices = indices_in(buffer);
+    const int groups = Stage::groups_in(stage, a.G);
+    const int n_tile = warp;  // this warp's batch columns
+    if (n_tile * 8 >= rows) return;
+    for (int item = 0; item < kItems; ++item) {
+      const int m_tile = item % kMTiles, group = item / kMTiles;
+      if (group >= groups) break;
+      const FragC tile = group_input_gradient<kG>(weights, dz, group * kG, m_tile, n_tile, lane);
+      accumulator.add(tile, indices + group * kK, m_tile, n_tile, lane);
+    }
+  };
+  run_pipeline<kStages>(work.stage_begin, work.stage_end, load, compute);
+
+  // run_pipeline ends with a barrier: the accumulator is complete.
+  accumulator.add_to(a.dhT, a.B, b0, a.d, rows);
+}
+
+}  // namespace
+
+cudaError_t launch_gsff_backward_inputs(const GroupSharedArgs& args, cudaStream_t stream) {
+  return dispatch_group_shape(args.g, args.k, [&](auto g_constant, auto k_constant) {
+    constexpr int kG = decltype(g_constant)::value, kK = decltype(k_constant)::value;
+    return launch_batch_tiled(gsff_backward_inputs_kernel<kG, kK>, args, kThreads, kBatchTile,
+                              InputsStage<kG, kK>::count(args.G),
+                              inputs_shared_bytes<kG, kK>(args.d), stream);
+  });
+}
+
+}  // namespace haste::cuda

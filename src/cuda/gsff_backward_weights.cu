@@ -1,0 +1,155 @@
+// Group-shared backward to weights on the tensor cores: dWg = dZg^T Hg, dbias = column sums
+// of dZg, for every group.
+//
+// dWg is a reduction over the whole batch, so a thread block owns a stage of groups and walks
+// all batch tiles of 64 rows, keeping dWg^T (slots x labels) in registers: no atomics, and dW
+// is written once, in bf16. Each pipeline item (3 deep) is one (stage, batch tile): the
+// gathered rows Hg^T = hT[idx[G], tile] (k rows of 64 values, coalesced cp.async from hT,
+// which sits in L2) and the dz tile [64, stage labels]. Warps compute dWg^T += Hg^T dZg with
+// mma.m16n8k16 (M = slots, N = labels, K = batch rows). Blocks stride over stages.
+// Floor (shape 1): read dz once (343 MB), write dW once (86 MB).
+#include "cuda/gsff_tiling.cuh"
+
+namespace haste::cuda {
+namespace {
+
+constexpr int kWarps = 8;
+constexpr int kThreads = kWarps * kWarpSize;
+constexpr int kBatchTile = 64;
+constexpr int kStages = 3;
+
+template <int kG, int kK>
+using WeightsStage = GroupStage<kG, kK, 2048>;
+
+template <int kG, int kK>
+__host__ __device__ constexpr size_t gathered_bytes() {
+  return static_cast<size_t>(WeightsStage<kG, kK>::kGroups) * kK * kBatchTile * 2;
+}
+
+template <int kG, int kK>
+__host__ __device__ constexpr size_t stage_bytes() {
+  return gathered_bytes<kG, kK>() + kBatchTile * WeightsStage<kG, kK>::kLabels * 2;
+}
+
+template <int kG, int kK>
+__global__ void __launch_bounds__(kThreads)
+    gsff_backward_weights_kernel(GroupSharedArgs a, int batch_tiles, int64_t stages) {
+  using Stage = WeightsStage<kG, kK>;
+  using GatheredTile = SwizzledTile<kBatchTile / 8>;  // [stage slots][64 batch values]
+  using DzTile = SwizzledTile<Stage::kLabelChunks>;   // [64 batch rows][stage labels]
+  // Accumulator tiles of a stage: (group, 16-slot m-tile, 8-label n-tile), spread evenly
+  // over the warps, consecutive tiles of a warp sharing the m-tile.
+  constexpr int kNTiles = kG / 8;
+  constexpr int kTiles = Stage::kGroups * (kK / 16) * kNTiles;
+  static_assert(kTiles % kWarps == 0, "every warp owns the same number of tiles");
+  constexpr int kTilesPerWarp = kTiles / kWarps;
+
+  extern __shared__ __align__(128) uint8_t shared[];
+  auto gathered_in = [&](int buffer) {
+    return GatheredTile{reinterpret_cast<bf16*>(shared + buffer * stage_bytes<kG, kK>())};
+  };
+  auto dz_in = [&](int buffer) {
+    return DzTile{reinterpret_cast<bf16*>(shared + buffer * stage_bytes<kG, kK>() +
+                                          gathered_bytes<kG, kK>())};
+  };
+
+  const int64_t L = a.G * kG;
+  const int64_t my_stages =
+      blockIdx.x < stages ? (stages - blockIdx.x + gridDim.x - 1) / gridDim.x : 0;
+  // Item i of this block: stage blockIdx.x + (i / batch_tiles) * gridDim.x, batch tile
+  // i % batch_tiles.
+  auto stage_of = [&](int64_t item) { return blockIdx.x + (item / batch_tiles) * gridDim.x; };
+  auto rows_of = [&](int64_t item) {
+    const int64_t b0 = (item % batch_tiles) * kBatchTile;
+    return a.B - b0 < kBatchTile ? static_cast<int>(a.B - b0) : kBatchTile;
+  };
+
+  auto load = [&](int64_t item, int buffer) {
+    const int64_t stage = stage_of(item);
+    const int64_t b0 = (item % batch_tiles) * kBatchTile;
+    const int rows = rows_of(item);
+    const int groups = Stage::groups_in(stage, a.G);
+    const int32_t* indices = a.indices + stage * Stage::kGroups * kK;
+    load_rows_async(gathered_in(buffer), groups * kK, rows / 8,
+                    [&](int slot) { return a.hT + __ldg(indices + slot) * a.B + b0; });
+    load_rows_async(dz_in(buffer), rows, groups * kG / 8,
+                    [&](int row) { return a.dz + (b0 + row) * L + stage * Stage::kLabels; });
+  };
+
+  const int warp = threadIdx.x / kWarpSize, lane = threadIdx.x % kWarpSize;
+  const int matrix = lane / 8, row = lane % 8;
+  FragC acc[kTilesPerWarp];
+  float bias_sum = 0.f;  // thread t < kLabels sums dz column t of the stage
+
+  auto compute = [&](int64_t item, int buffer) {
+    const auto gathered = gathered_in(buffer);
+    const auto dz = dz_in(buffer);
+    const int64_t stage = stage_of(item);
+    const int rows = rows_of(item);
+    const int groups = Stage::groups_in(stage, a.G);
+#pragma unroll
+    for (int t = 0; t < kTilesPerWarp; ++t) {
+      const int tile = warp * kTilesPerWarp + t;
+      const int n_tile = tile % kNTiles, m_tile = (tile / kNTiles) % (kK / 16);
+      const int group = tile / kNTiles / (kK / 16);
+      if (group >= groups) continue;
+      for (int ks = 0; ks < rows / 16; ++ks) {
+        // A = Hg^T: slot rows, batch contiguous.
+        FragA frag_a;
+        load_matrix_x4(frag_a.r,
+                       gathered.chunk_address(group * kK + m_tile * 16 + row + 8 * (matrix % 2),
+                                              ks * 2 + matrix / 2));
+        // B = dZg: batch x labels, stored as batch rows (transposed for the fragment).
+        FragB frag_b;
+        load_matrix_x2_trans(
+            frag_b.r[0], frag_b.r[1],
+            dz.chunk_address(ks * 16 + row + 8 * (matrix % 2), (group * kG) / 8 + n_tile));
+        mma(acc[t], frag_a, frag_b);
+      }
+    }
+    if (threadIdx.x < groups * kG) {
+      for (int r = 0; r < rows; ++r) bias_sum += __bfloat162float(dz.at(r, threadIdx.x));
+    }
+
+    if (item % batch_tiles != batch_tiles - 1) return;
+    // Last batch tile of the stage: write dWg (label-major) and dbias, reset the sums.
+    const int64_t first_label = stage * Stage::kLabels;
+#pragma unroll
+    for (int t = 0; t < kTilesPerWarp; ++t) {
+      const int tile = warp * kTilesPerWarp + t;
+      const int n_tile = tile % kNTiles, m_tile = (tile / kNTiles) % (kK / 16);
+      const int group = tile / kNTiles / (kK / 16);
+      if (group < groups) {
+        const int slot = m_tile * 16 + lane / 4;
+        bf16* out = a.dweights + (first_label + group * kG + n_tile * 8 + 2 * (lane % 4)) * kK;
+        out[slot] = __float2bfloat16_rn(acc[t].r[0]);
+        out[kK + slot] = __float2bfloat16_rn(acc[t].r[1]);
+        out[slot + 8] = __float2bfloat16_rn(acc[t].r[2]);
+        out[kK + slot + 8] = __float2bfloat16_rn(acc[t].r[3]);
+      }
+      acc[t] = FragC{};
+    }
+    if (threadIdx.x < groups * kG) a.dbias[first_label + threadIdx.x] = bias_sum;
+    bias_sum = 0.f;
+  };
+  run_pipeline<kStages>(0, my_stages * batch_tiles, load, compute);
+}
+
+}  // namespace
+
+cudaError_t launch_gsff_backward_weights(const GroupSharedArgs& args, cudaStream_t stream) {
+  return dispatch_group_shape(args.g, args.k, [&](auto g_constant, auto k_constant) {
+    constexpr int kG = decltype(g_constant)::value, kK = decltype(k_constant)::value;
+    const auto kernel = gsff_backward_weights_kernel<kG, kK>;
+    const size_t shared_bytes = kStages * stage_bytes<kG, kK>();
+    int resident = 0;
+    cudaError_t status = resident_blocks(kernel, kThreads, shared_bytes, resident);
+    if (status != cudaSuccess) return status;
+    const int64_t stages = WeightsStage<kG, kK>::count(args.G);
+    const int grid = static_cast<int>(stages < resident ? stages : resident);
+    kernel<<<grid, kThreads, shared_bytes, stream>>>(args, ceil_div(args.B, kBatchTile), stages);
+    return cudaGetLastError();
+  });
+}
+
+}  // namespace haste::cuda

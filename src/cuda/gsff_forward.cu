@@ -1,0 +1,91 @@
+// Group-shared forward on the tensor cores: Zg = Hg Wg^T + bias for every group.
+//
+// Tiling: a thread block owns one batch tile of 64 rows and a range of groups. It copies its
+// slice of hT ([d, 64], at most 128 KB) into shared memory once; the gather Hg = h[:, idx[G]]
+// is then free, because ldmatrix takes one row address per lane and each row is simply the
+// feature idx[G][j]. Groups stream through a 4-deep cp.async pipeline (weights + indices of a
+// few groups per stage), and each warp computes 16 batch rows x some labels of a stage with
+// mma.m16n8k16 (M = batch, N = labels, K = fan-in), adding the bias in fp32 and writing z.
+// Floor (shape 1 of bench/NOTES.md): read W once (86 MB) and write z once (343 MB).
+#include "cuda/gsff_products.cuh"
+#include "cuda/gsff_tiling.cuh"
+
+namespace haste::cuda {
+namespace {
+
+constexpr int kWarps = 16;
+constexpr int kThreads = kWarps * kWarpSize;
+constexpr int kBatchTile = 64;
+constexpr int kStages = 4;
+constexpr int kBatchChunks = kBatchTile / 8;
+
+template <int kG, int kK>
+using ForwardStage = GroupStage<kG, kK, 4096>;
+
+template <int kG, int kK>
+constexpr size_t forward_shared_bytes(int64_t d) {
+  using Stage = ForwardStage<kG, kK>;
+  return static_cast<size_t>(d) * kBatchTile * 2 + kStages * Stage::kBufferBytes;
+}
+
+template <int kG, int kK>
+__global__ void __launch_bounds__(kThreads)
+    gsff_forward_kernel(GroupSharedArgs a, int batch_tiles, int64_t stages) {
+  using Stage = ForwardStage<kG, kK>;
+  using Item = LogitItem<Stage::kGroups, kG, kBatchTile / 16, kWarps>;
+
+  extern __shared__ __align__(128) uint8_t shared[];
+  const SwizzledTile<kBatchChunks> h_tile{reinterpret_cast<bf16*>(shared)};
+  uint8_t* stage_memory = shared + a.d * kBatchTile * 2;
+  auto buffer_at = [&](int buffer) { return stage_memory + buffer * Stage::kBufferBytes; };
+
+  const BatchTileWork work = batch_tile_work(batch_tiles, stages);
+  const int b0 = work.batch_tile * kBatchTile;
+  const int rows = a.B - b0 < kBatchTile ? static_cast<int>(a.B - b0) : kBatchTile;
+  const int m_tiles = rows / 16;
+  const int64_t L = a.G * kG;
+
+  load_rows_async(h_tile, static_cast<int>(a.d), rows / 8,
+                  [&](int feature) { return a.hT + feature * a.B + b0; });
+
+  auto load = [&](int64_t stage, int buffer) { Stage::load(buffer_at(buffer), stage, a); };
+
+  const int warp = threadIdx.x / kWarpSize, lane = threadIdx.x % kWarpSize;
+  auto compute = [&](int64_t stage, int buffer) {
+    const auto weights = Stage::weights_in(buffer_at(buffer));
+    const int32_t* indices = Stage::indices_in(buffer_at(buffer));
+    const int groups = Stage::groups_in(stage, a.G);
+    for (int index = warp; index < Item::kCount; index += kWarps) {
+      const Item item(index);
+      if (item.group >= groups || item.m_tile >= m_tiles) continue;
+      FragC acc[Item::kNTilesPerItem];
+      group_logits<kK>(acc, h_tile, weights, indices + item.group * kK, item.group * kG,
+                       item.m_tile, item.first_n_tile, lane);
+#pragma unroll
+      for (int n = 0; n < Item::kNTilesPerItem; ++n) {
+        const int64_t label = (stage * Stage::kGroups + item.group) * kG +
+                              (item.first_n_tile + n) * 8 + 2 * (lane % 4);
+        const int64_t row = b0 + item.m_tile * 16 + lane / 4;
+        const float2 bias = *reinterpret_cast<const float2*>(a.bias + label);
+        *reinterpret_cast<uint32_t*>(a.z + row * L + label) =
+            pack_bf16x2(acc[n].r[0] + bias.x, acc[n].r[1] + bias.y);
+        *reinterpret_cast<uint32_t*>(a.z + (row + 8) * L + label) =
+            pack_bf16x2(acc[n].r[2] + bias.x, acc[n].r[3] + bias.y);
+      }
+    }
+  };
+  run_pipeline<kStages>(work.stage_begin, work.stage_end, load, compute);
+}
+
+}  // namespace
+
+cudaError_t launch_gsff_forward(const GroupSharedArgs& args, cudaStream_t stream) {
+  return dispatch_group_shape(args.g, args.k, [&](auto g_constant, auto k_constant) {
+    constexpr int kG = decltype(g_constant)::value, kK = decltype(k_constant)::value;
+    return launch_batch_tiled(gsff_forward_kernel<kG, kK>, args, kThreads, kBatchTile,
+                              ForwardStage<kG, kK>::count(args.G),
+                              forward_shared_bytes<kG, kK>(args.d), stream);
+  });
+}
+
+}  // namespace haste::cuda

@@ -1,0 +1,160 @@
+// The tensor-core pieces of one group that several kernels share (forward, backward to inputs,
+// the fused training kernel and fused top-k): the gathered-row fragment of Hg read from a
+// feature-major tile of h, the dHg^T tile of a group, and the scatter-add of that tile into a
+// shared-memory dh accumulator.
+#pragma once
+
+#include "cuda/tile.cuh"
+
+namespace haste::cuda {
+
+// A = Hg rows m_tile*16 .. +15 x slots ks*16 .. +15 of one group, from h_tile ([d][batch tile],
+// one row per feature). The 8x8 matrices are (rows 0-7 | 8-15) x (slots 0-7 | 8-15), stored
+// transposed (feature rows of hT), so each lane names one feature row.
+template <int kChunks>
+__device__ inline FragA gathered_rows(const SwizzledTile<kChunks>& h_tile,
+                                      const int32_t* group_indices, int ks, int m_tile, int lane) {
+  const int matrix = lane / 8, row = lane % 8;
+  const int feature = group_indices[ks * 16 + row + 8 * (matrix / 2)];
+  FragA frag;
+  load_matrix_x4_trans(frag.r, h_tile.chunk_address(feature, m_tile * 2 + matrix % 2));
+  return frag;
+}
+
+// B = Wg^T for labels n_tile*8 .. +7 of the group starting at row `label0` of the weight tile,
+// slots ks*16 .. +15.
+template <int kChunks>
+__device__ inline FragB weight_columns(const SwizzledTile<kChunks>& weights, int label0, int ks,
+                                       int n_tile, int lane) {
+  const int matrix = lane / 8, row = lane % 8;
+  FragB frag;
+  load_matrix_x2(frag.r[0], frag.r[1],
+                 weights.chunk_address(label0 + n_tile * 8 + row, ks * 2 + matrix % 2));
+  return frag;
+}
+
+// Work items for the logits of a stage of kGroups groups and kMTiles 16-row batch m-tiles:
+// (group, m-tile, part of the label n-tiles), split finely enough that every warp gets one;
+// a warp loads one A fragment per k-step and reuses it over the item's n-tiles.
+template <int kGroups, int kG, int kMTiles, int kWarps>
+struct LogitItem {
+  static constexpr int kNTiles = kG / 8;
+  static constexpr int kPairs = kGroups * kMTiles;
+  static constexpr int kSplit =
+      kPairs >= kWarps ? 1 : (kWarps / kPairs < kNTiles ? kWarps / kPairs : kNTiles);
+  static constexpr int kNTilesPerItem = kNTiles / kSplit;
+  static constexpr int kCount = kPairs * kSplit;
+
+  int group, m_tile, first_n_tile;
+  __device__ explicit LogitItem(int item)
+      : group(item / kSplit / kMTiles),
+        m_tile(item / kSplit % kMTiles),
+        first_n_tile(item % kSplit * kNTilesPerItem) {}
+};
+
+// acc[n] = Hg Wg^T for batch rows m_tile*16 .. +15 and labels (first_n_tile + n)*8 .. +7 of
+// the group whose label rows start at `label0` of the weight tile.
+template <int kK, int kNTiles, int kHChunks, int kWeightChunks>
+__device__ inline void group_logits(FragC (&acc)[kNTiles], const SwizzledTile<kHChunks>& h_tile,
+                                    const SwizzledTile<kWeightChunks>& weights,
+                                    const int32_t* group_indices, int label0, int m_tile,
+                                    int first_n_tile, int lane) {
+#pragma unroll
+  for (int ks = 0; ks < kK / 16; ++ks) {
+    const FragA frag_a = gathered_rows(h_tile, group_indices, ks, m_tile, lane);
+#pragma unroll
+    for (int n = 0; n < kNTiles; ++n) {
+      mma(acc[n], frag_a, weight_columns(weights, label0, ks, first_n_tile + n, lane));
+    }
+  }
+}
+
+// dHg^T for slots m_tile*16 .. +15 and batch columns n_tile*8 .. +7: Wg^T dZg^T (M = slots,
+// N = batch, K = the group's labels; g = 8 pads K with zeros). `weights` holds the group's
+// label rows from `label0`; `dz` holds batch rows with the same labels from column `label0`.
+template <int kG, int kWeightChunks, int kDzChunks>
+__device__ inline FragC group_input_gradient(const SwizzledTile<kWeightChunks>& weights,
+                                             const SwizzledTile<kDzChunks>& dz, int label0,
+                                             int m_tile, int n_tile, int lane) {
+  const int matrix = lane / 8, row = lane % 8;
+  FragC acc;
+#pragma unroll
+  for (int ks = 0; ks < (kG + 15) / 16; ++ks) {
+    const int label = label0 + ks * 16;
+    FragA frag_a;             // A = Wg^T: slots x labels, stored transposed (label rows of W)
+    FragB frag_b;             // B = dZg^T: labels x batch, stored as batch rows of dz
+    if constexpr (kG == 8) {  // labels 8-15 do not exist: a2 = a3 = b1 = 0
+      load_matrix_x2_trans(frag_a.r[0], frag_a.r[1],
+                           weights.chunk_address(label + row, m_tile * 2 + matrix % 2));
+      load_matrix_x1(frag_b.r[0], dz.chunk_address(n_tile * 8 + row, label / 8));
+    } else {
+      load_matrix_x4_trans(
+          frag_a.r, weights.chunk_address(label + row + 8 * (matrix / 2), m_tile * 2 + matrix % 2));
+      load_matrix_x2(frag_b.r[0], frag_b.r[1],
+                     dz.chunk_address(n_tile * 8 + row, label / 8 + matrix % 2));
+    }
+    mma(acc, frag_a, frag_b);
+  }
+  return acc;
+}
+
+// The dh accumulator: [d][kColumns] fp32 in shared memory, one row per feature. Columns are
+// rotated by the feature so that the 8 features one mma output row touches fall into
+// different banks.
+template <int kColumns>
+struct FeatureAccumulator {
+  static_assert(kColumns == 32, "the column rotation assumes rows of 32 values");
+  float* base;
+
+  // Block-wide; the caller synchronises before the first add.
+  __device__ void zero(int64_t d) const {
+    for (int i = threadIdx.x; i < d * kColumns; i += blockDim.x) base[i] = 0.f;
+  }
+
+  __device__ float& at(int feature, int column) const {
+    return base[feature * kColumns + (column ^ ((feature & 3) << 3))];
+  }
+  // Adds kTiles group_input_gradient tiles of one group: tile t holds slots
+  // (first_m_tile + t)*16 .. +15, i.e. the features group_indices[slot]. A group's features are
+  // distinct, so within a group no two lanes touch the same element and every old value can be
+  // read before the first write (the reads overlap); callers keep different groups' adds apart.
+  template <int kTiles>
+  __device__ void add(const FragC (&tiles)[kTiles], const int32_t* group_indices, int first_m_tile,
+                      int n_tile, int lane) const {
+    const int column = n_tile * 8 + 2 * (lane % 4);
+    float2* pairs[kTiles][2];
+    float2 old[kTiles][2];
+#pragma unroll
+    for (int t = 0; t < kTiles; ++t) {
+#pragma unroll
+      for (int half = 0; half < 2; ++half) {
+        const int slot = (first_m_tile + t) * 16 + lane / 4 + 8 * half;
+        pairs[t][half] = reinterpret_cast<float2*>(&at(group_indices[slot], column));
+        old[t][half] = *pairs[t][half];
+      }
+    }
+#pragma unroll
+    for (int t = 0; t < kTiles; ++t) {
+#pragma unroll
+      for (int half = 0; half < 2; ++half) {
+        *pairs[t][half] = make_float2(old[t][half].x + tiles[t].r[2 * half],
+                                      old[t][half].y + tiles[t].r[2 * half + 1]);
+      }
+    }
+  }
+  __device__ void add(const FragC& tile, const int32_t* group_indices, int m_tile, int n_tile,
+                      int lane) const {
+    const FragC one[1] = {tile};
+    add(one, group_indices, m_tile, n_tile, lane);
+  }
+  // Block-wide, after a barrier: adds the first `rows` columns to dhT[:, b0 .. b0 + rows) (row
+  // stride B) with global atomics, since other blocks hold the same features.
+  __device__ void add_to(float* dhT, int64_t B, int64_t b0, int64_t d, int rows) const {
+    for (int i = threadIdx.x; i < d * rows; i += blockDim.x) {
+      const int feature = i / rows, column = i % rows;
+      atomicAdd(dhT + feature * B + b0 + column, at(feature, column));
+    }
+  }
+};
+
+}  // namespace haste::cuda
