@@ -6,8 +6,9 @@
 // ([d, 32] bf16) and of the dh accumulator ([d, 32] fp32) in shared memory for the whole run,
 // as the forward and backward-to-inputs kernels do, and streams the stage's weights through a
 // cp.async pipeline. Per stage:
-//   1. threads 0..31 place their row's positive targets of the stage into the zeroed
-//      [32, labels] dZ tile (each row walks its sorted CSR row once over the whole run);
+//   1. the last warp zeroes the [32, labels] dZ tile and its lane r places row r's positive
+//      targets of the stage (each row walks its sorted CSR row once over the whole run),
+//      during the previous stage's step 4;
 //   2. all warps compute the logits tile (mma), add the bias, and turn it into the loss and
 //      dZ = (sigmoid(z) - y) / B in registers; dZ replaces the targets in the tile, as bf16;
 //   3. warps 0-7 add dHg = dZg Wg into the dh accumulator (an 8-column batch slice and half of
@@ -15,8 +16,7 @@
 //      warps touch one element at once), while warps 8-15 compute this block's partial
 //      dWg^T = Hg^T dZg (K = its 32 rows) and the dbias column sums into shared memory;
 //   4. after a cluster barrier, block r of the cluster sums slice r of every block's partials
-//      through distributed shared memory and writes dW (bf16) and dbias once, while the
-//      block zeroes its dZ tile for the next stage's targets.
+//      through distributed shared memory and writes dW (bf16) and dbias once.
 // Two cluster barriers per stage: "partials complete" before step 4 and "partials read"
 // (split arrive / wait, the wait deferred to the next stage's step 3).
 #include <cooperative_groups.h>
@@ -77,6 +77,19 @@ template <int kG, int kK>
 using FusedLayoutOf =
     std::conditional_t<FusedLayout<kG, kK, 8192>::bytes(kLargestFusedD) <= kSharedBytesPerBlock,
                        FusedLayout<kG, kK, 8192>, FusedLayout<kG, kK, 4096>>;
+
+// The dW partials are [labels][kK] fp32 with each row's 4-slot quads XOR-swizzled by the
+// label: with the plain stride kK, the 4 labels of one fragment store all hit one bank (ncu:
+// 40% of shared-memory wavefronts were conflicts); quads stay whole for the float4 reduction.
+template <int kK>
+__device__ inline int partial_quad(int label, int quad) {
+  static_assert(kK / 4 >= 8, "the swizzle flips the low 3 bits of the quad");
+  return label * (kK / 4) + (quad ^ (label & 7));
+}
+template <int kK>
+__device__ inline int partial_index(int label, int slot) {
+  return partial_quad<kK>(label, slot / 4) * 4 + slot % 4;
+}
 
 // Publishes this block's shared-memory writes (the partials) to the cluster.
 __device__ inline void cluster_arrive() {
@@ -175,27 +188,37 @@ __global__ void __launch_bounds__(kThreads, 1)
   const int64_t stage_begin = stages * cluster_index / clusters;
   const int64_t stage_end = stages * (cluster_index + 1) / clusters;
 
-  auto zero_dz_tile = [&] {
+  const int warp = threadIdx.x / kWarpSize, lane = threadIdx.x % kWarpSize;
+  // The last warp prepares each stage's target tile while the others reduce the previous
+  // stage (with 8 blocks it has no dW slice there): it zeroes the tile, then lane r places
+  // row r's targets. The pipeline's barrier publishes the tile before the logits read it.
+  constexpr int kTargetWarp = kWarps - 1;
+  TargetCursor cursor = warp == kTargetWarp && lane < rows
+                            ? TargetCursor(f.targets, b0 + lane, stage_begin * kLabels)
+                            : TargetCursor{};
+  auto prepare_targets = [&](int64_t stage) {
     uint4* tile = reinterpret_cast<uint4*>(dz_tile.base);
-    for (int i = threadIdx.x; i < kRows * Stage::kLabelChunks; i += kThreads)
+    for (int i = lane; i < kRows * Stage::kLabelChunks; i += kWarpSize)
       tile[i] = make_uint4(0, 0, 0, 0);
+    __syncwarp();
+    if (lane < rows && stage < stage_end) {
+      const int64_t label0 = stage * kLabels;
+      cursor.place(label0, label0 + Stage::groups_in(stage, a.G) * kG, dz_tile, lane);
+    }
   };
-  zero_dz_tile();
+  if (warp == kTargetWarp) prepare_targets(stage_begin);
   accumulator.zero(a.d);
   load_rows_async(h_tile, static_cast<int>(a.d), rows / 8,
                   [&](int feature) { return a.hT + feature * a.B + b0; });
-  TargetCursor cursor = threadIdx.x < rows
-                            ? TargetCursor(f.targets, b0 + threadIdx.x, stage_begin * kLabels)
-                            : TargetCursor{};
   cluster_arrive_after_reads();  // pairs with the first stage's "partials read" wait
 
-  const int warp = threadIdx.x / kWarpSize, lane = threadIdx.x % kWarpSize;
   const int matrix = lane / 8, row = lane % 8;
   float loss = 0.f;  // this thread's share, before the 1 / B
 
-  // Step 2 for one logits fragment pair: (row, label) and (row, label + 1) of the stage. The
-  // pair's targets sit where its dZ goes, and only this thread touches them.
-  auto loss_and_gradient = [&](int tile_row, int label, int64_t stage, float z0, float z1) {
+  // Step 2 for one logits fragment pair: (row, label) and (row, label + 1) of the stage, whose
+  // first `real_labels` labels are real (the rest pad the last group). The pair's targets sit
+  // where its dZ goes, and only this thread touches them.
+  auto loss_and_gradient = [&](int tile_row, int label, int real_labels, float z0, float z1) {
     uint32_t* pair =
         reinterpret_cast<uint32_t*>(dz_tile.chunk_pointer(tile_row, label / 8) + label % 8);
     const float2 y = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(pair));
@@ -203,7 +226,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     const float z[2] = {z0, z1}, targets[2] = {y.x, y.y};
 #pragma unroll
     for (int e = 0; e < 2; ++e) {
-      if (stage * kLabels + label + e < f.targets.range.count) {
+      if (label + e < real_labels) {
         loss += softplus(z[e]) - z[e] * targets[e];
         dz[e] = sigmoid_minus(z[e], targets[e]) * f.inv_batch;
       }
@@ -217,10 +240,10 @@ __global__ void __launch_bounds__(kThreads, 1)
     const int32_t* indices = Stage::indices_in(buffer_at(buffer));
     const int groups = Stage::groups_in(stage, a.G);
     const int labels = groups * kG;
-    if (threadIdx.x < rows) {
-      cursor.place(stage * kLabels, stage * kLabels + labels, dz_tile, threadIdx.x);
-    }
-    __syncthreads();
+    const int64_t labels_left = f.targets.range.count - stage * kLabels;
+    const int real_labels = static_cast<int>(labels_left < 0        ? 0
+                                             : labels_left < labels ? labels_left
+                                                                    : labels);
 
     for (int index = warp; index < Item::kCount; index += kWarps) {
       const Item item(index);
@@ -239,8 +262,8 @@ __global__ void __launch_bounds__(kThreads, 1)
       for (int n = 0; n < Item::kNTilesPerItem; ++n) {
         const int label = label_of(n), tile_row = item.m_tile * 16 + lane / 4;
         const float2 b = bias[n];
-        loss_and_gradient(tile_row, label, stage, acc[n].r[0] + b.x, acc[n].r[1] + b.y);
-        loss_and_gradient(tile_row + 8, label, stage, acc[n].r[2] + b.x, acc[n].r[3] + b.y);
+        loss_and_gradient(tile_row, label, real_labels, acc[n].r[0] + b.x, acc[n].r[1] + b.y);
+        loss_and_gradient(tile_row + 8, label, real_labels, acc[n].r[2] + b.x, acc[n].r[3] + b.y);
       }
     }
     __syncthreads();
@@ -298,11 +321,10 @@ __global__ void __launch_bounds__(kThreads, 1)
 #pragma unroll
         for (int n = 0; n < kNTiles; ++n) {
           const int label = group * kG + n * 8 + 2 * (lane % 4);
-          float* out = partial_weights + label * kK + slot;
-          out[0] = acc[n].r[0];
-          out[kK] = acc[n].r[1];
-          out[8] = acc[n].r[2];
-          out[kK + 8] = acc[n].r[3];
+          partial_weights[partial_index<kK>(label, slot)] = acc[n].r[0];
+          partial_weights[partial_index<kK>(label + 1, slot)] = acc[n].r[1];
+          partial_weights[partial_index<kK>(label, slot + 8)] = acc[n].r[2];
+          partial_weights[partial_index<kK>(label + 1, slot + 8)] = acc[n].r[3];
           if (m_tile == 0 && lane < 4) {  // every row of the ones product is the column sum
             partial_bias[label] = bias_acc[n].r[0];
             partial_bias[label + 1] = bias_acc[n].r[1];
@@ -311,8 +333,8 @@ __global__ void __launch_bounds__(kThreads, 1)
       }
     }
     cluster_arrive();
-    cluster_wait();  // every block's partials are complete
-    zero_dz_tile();  // every warp of this block is done with dZ
+    cluster_wait();                                       // every block's partials are complete
+    if (warp == kTargetWarp) prepare_targets(stage + 1);  // every warp is done with dZ
 
     // This block's slice of the stage's dW (4 values at a time) and dbias: sums over ranks.
     const int64_t first_label = stage * kLabels;
@@ -323,8 +345,9 @@ __global__ void __launch_bounds__(kThreads, 1)
 #pragma unroll
       for (int r = 0; r < kMaxRanks; ++r) {
         if (r < ranks)
-          parts[r] = reinterpret_cast<const float4*>(
-              cluster.map_shared_rank(partial_weights, static_cast<unsigned>(r)))[q];
+          parts[r] = reinterpret_cast<const float4*>(cluster.map_shared_rank(
+              partial_weights,
+              static_cast<unsigned>(r)))[partial_quad<kK>(q / (kK / 4), q % (kK / 4))];
       }
       float4 sum = make_float4(0.f, 0.f, 0.f, 0.f);
 #pragma unroll
@@ -342,8 +365,9 @@ __global__ void __launch_bounds__(kThreads, 1)
       }
       *out = make_uint2(pack_bf16x2(sum.x, sum.y), pack_bf16x2(sum.z, sum.w));
     }
-    for (int l = labels * rank / ranks + threadIdx.x; l < labels * (rank + 1) / ranks;
-         l += kThreads) {
+    // dbias on the upper half of the block, idle in the dW loop above when it has 8 blocks.
+    for (int l = labels * rank / ranks + (threadIdx.x + kThreads / 2) % kThreads;
+         l < labels * (rank + 1) / ranks; l += kThreads) {
       float parts[kMaxRanks];
 #pragma unroll
       for (int r = 0; r < kMaxRanks; ++r)
