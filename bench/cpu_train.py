@@ -72,7 +72,8 @@ def write_xc(path, features, labels):
             lo, hi = features.indptr[row], features.indptr[row + 1]
             pairs = " ".join(f"{i}:{v:.6g}" for i, v in zip(features.indices[lo:hi],
                                                           features.data[lo:hi]))
-            f.write(",".join(map(str, sorted(ls))) + " " + pairs + "\n")
+            # No trailing space on a row without features: omikuji's reader rejects one.
+            f.write(",".join(map(str, sorted(ls))) + (" " + pairs if pairs else "") + "\n")
 
 
 def find_datasets(data_dirs):
@@ -123,6 +124,16 @@ def tree_bytes(path):
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
+def model_tensor_bytes(checkpoint):
+    """Bytes of a checkpoint's model tensors: what prediction needs, without the optimizer state
+    that `haste train` keeps for --resume (the other learners save no such state)."""
+    with open(checkpoint, "rb") as f:
+        header = json.loads(f.read(int.from_bytes(f.read(8), "little")))
+    return sum(end - begin for name, entry in header.items()
+               if name != "__metadata__" and not name.startswith("optimizer.")
+               for begin, end in [entry["data_offsets"]])
+
+
 def run_omikuji(train_file, test_features, model_dir, threads):
     import omikuji
 
@@ -170,7 +181,7 @@ def run_haste(cli, output, train_file, test_file, model_dir, threads, config):
         predictions = [[int(token.split(":")[0]) for token in line.split()] for line in f]
     report = json.loads((model_dir / "metrics.json").read_text())
     epochs = report.get("epochs", [])
-    result = {"train_s": train_s, "model_bytes": tree_bytes(model_dir / "model.safetensors")}
+    result = {"train_s": train_s, "model_bytes": model_tensor_bytes(model_dir / "model.safetensors")}
     if epochs:
         result["output_layer_bytes"] = epochs[-1]["output_layer_bytes"]
         result["epoch_s"] = float(np.median([e["seconds"] for e in epochs]))
@@ -265,7 +276,8 @@ def main():
                         help=f"comma-separated subset of {','.join(LEARNERS)}")
     parser.add_argument("--haste", type=pathlib.Path, default=REPO / "build/tools/haste/haste")
     parser.add_argument("--config", type=pathlib.Path,
-                        help="haste train config for every dataset (default: the trainer's own)")
+                        help="haste train config for every dataset (default: configs/<dataset>.toml "
+                             "where it exists, else the trainer's defaults)")
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--work", type=pathlib.Path, default=REPO / "build/cpu-train")
     parser.add_argument("--json", type=pathlib.Path, help="result file (default: bench/results/"
@@ -303,8 +315,10 @@ def main():
                 elif learner == "napkinxc":
                     result, predictions = run_napkinxc(train, test[0], model_dir, args.threads)
                 else:
+                    config = args.config or REPO / "configs" / f"{name}.toml"
                     result, predictions = run_haste(args.haste, learner, train_file, test_file,
-                                                    model_dir, args.threads, args.config)
+                                                    model_dir, args.threads,
+                                                    config if config.exists() else None)
                 row.update(result)
                 row["metrics"] = score(predictions, test[1], train[1])
                 print(f"  P@1 {100 * row['metrics']['P@1']:.2f}  train {row['train_s']:.1f} s",
