@@ -320,6 +320,8 @@ def main():
                                                     model_dir, args.threads,
                                                     config if config.exists() else None)
                 row.update(result)
+                # One training run per learner: its wall time is the row's median (DESIGN.md 12).
+                row.update({"median_ms": 1000 * row["train_s"], "runs": 1})
                 row["metrics"] = score(predictions, test[1], train[1])
                 print(f"  P@1 {100 * row['metrics']['P@1']:.2f}  train {row['train_s']:.1f} s",
                       flush=True)
