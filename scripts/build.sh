@@ -12,8 +12,12 @@ cmake_bin=$(cd / && python3 -c "import cmake, os; print(os.path.join(cmake.CMAKE
 mkdir -p "$build_dir"
 werror=OFF
 [ -n "${CI:-}" ] && werror=ON
+# ccache, where installed, lets several build directories of one checkout share compiled objects.
+launcher=()
+command -v ccache > /dev/null &&
+  launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DCMAKE_CUDA_COMPILER_LAUNCHER=ccache)
 
 "$cmake_bin" -S . -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=Release \
-  -DHASTE_CUDA="${HASTE_CUDA:-ON}" -DHASTE_WERROR="$werror" "$@" > "$build_dir/configure.log" ||
+  -DHASTE_CUDA="${HASTE_CUDA:-ON}" -DHASTE_WERROR="$werror" "${launcher[@]}" "$@" > "$build_dir/configure.log" ||
   { cat "$build_dir/configure.log"; exit 1; }
 "$cmake_bin" --build "$build_dir" -j "$(nproc)"
