@@ -12,9 +12,11 @@
 #define XXH_STATIC_LINKING_ONLY
 #include <xxhash.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <limits>
 #include <string>
 
 namespace haste {
@@ -155,10 +157,16 @@ class CacheFileReader {
   XXH3_state_t payload_hash_{};
 };
 
+// The matrix's structure is checked as the text readers guarantee it (offsets ascending, ids in
+// range and strictly increasing within a row), since every caller indexes with it unchecked: the
+// checksum only catches accidents.
 bool read_matrix(CacheFileReader& in, CsrMatrix& matrix) {
   MatrixShape shape;
   if (!in.read(&shape, sizeof shape, true)) return false;
-  if (shape.rows < 0 || shape.cols < 0 || shape.nnz < 0) return false;
+  if (shape.rows < 0 || shape.rows == std::numeric_limits<int64_t>::max() || shape.cols < 0 ||
+      shape.cols > std::numeric_limits<int32_t>::max() || shape.nnz < 0) {
+    return false;
+  }
   if (shape.value_count != 0 && shape.value_count != shape.nnz) return false;
   matrix.rows = shape.rows;
   matrix.cols = shape.cols;
@@ -166,7 +174,18 @@ bool read_matrix(CacheFileReader& in, CsrMatrix& matrix) {
       !in.read_array(matrix.values, shape.value_count)) {
     return false;
   }
-  return matrix.indptr.front() == 0 && matrix.indptr.back() == shape.nnz;
+  if (matrix.indptr.front() != 0 || matrix.indptr.back() != shape.nnz ||
+      !std::is_sorted(matrix.indptr.begin(), matrix.indptr.end())) {
+    return false;
+  }
+  for (int64_t row = 0; row < shape.rows; ++row) {
+    int64_t previous = -1;
+    for (int32_t id : matrix.row_indices(row)) {
+      if (id <= previous || id >= shape.cols) return false;
+      previous = id;
+    }
+  }
+  return true;
 }
 
 template <typename T>

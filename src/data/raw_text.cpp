@@ -1,10 +1,8 @@
 #include "data/raw_text.hpp"
 
 #include <haste/error.hpp>
-
-#include <nlohmann/json.hpp>
-
 #include <limits>
+#include <nlohmann/json.hpp>
 
 namespace haste {
 namespace {
@@ -89,6 +87,8 @@ bool RawTextReader::next(RawTextRow& row) {
         lines_.line_was_terminated() ? "" : " (the file ends in the middle of a line)";
     fail_at(path(), row.line, "not valid JSON at column {}: {}{}", e.byte,
             short_json_message(e.what()), hint);
+  } catch (const Json::out_of_range& e) {  // a number beyond double's range: 1e999
+    fail_at(path(), row.line, "not valid JSON: {}", short_json_message(e.what()));
   }
   if (!object.is_object()) {
     fail_at(path(), row.line, "expected a JSON object {{\"text\": ..., \"labels\": [...]}}, got {}",

@@ -311,10 +311,11 @@ struct SafetensorsFile::Impl {
   }
 
   // Files from other writers may place a tensor at an address its type cannot be read from;
-  // such a tensor is read from an aligned copy instead.
+  // such a tensor is read from an aligned copy instead. An empty one has nothing to copy (and
+  // its copy would have no storage for memcpy).
   void align(TensorView& view) {
     auto address = reinterpret_cast<uintptr_t>(view.bytes.data());
-    if (address % dtype_size(view.dtype) == 0) return;
+    if (view.bytes.empty() || address % dtype_size(view.dtype) == 0) return;
     auto& copy = aligned_copies.emplace_back((view.bytes.size() + sizeof(std::max_align_t) - 1) /
                                              sizeof(std::max_align_t));
     std::memcpy(copy.data(), view.bytes.data(), view.bytes.size());

@@ -257,6 +257,14 @@ Compression CompressedInput::compression() const { return impl_->compression; }
 int64_t CompressedInput::file_size() const { return impl_->size; }
 int64_t CompressedInput::file_bytes_consumed() const { return impl_->consumed; }
 
+std::string read_whole_file(const fs::path& file) {
+  CompressedInput input(file);
+  std::string bytes;
+  std::vector<char> buffer(1 << 20);
+  while (size_t n = input.read(buffer.data(), buffer.size())) bytes.append(buffer.data(), n);
+  return bytes;
+}
+
 LineReader::LineReader(const fs::path& file) : path_(file), input_(file) { buffer_.resize(kChunk); }
 
 bool LineReader::fill() {

@@ -37,6 +37,10 @@ class CompressedInput {
   std::unique_ptr<Impl> impl_;
 };
 
+// The whole (decompressed) content of a small file, e.g. a config or vocabulary file; errors
+// name the file (missing, a directory, unreadable, corrupt compression).
+std::string read_whole_file(const std::filesystem::path& file);
+
 // Reads lines one at a time without copying; a returned view is valid until the next call.
 class LineReader {
  public:

@@ -1,20 +1,19 @@
 // The tf-idf featurizer: fitting a vocabulary, transforming text, and the vocabulary file.
+#include <algorithm>
+#include <cmath>
 #include <haste/error.hpp>
 #include <haste/featurize.hpp>
 #include <haste/progress.hpp>
+#include <limits>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <unordered_map>
+#include <utility>
 
 #include "data/raw_text.hpp"
 #include "data/text_io.hpp"
 #include "data/tokenizer.hpp"
-
-#include <nlohmann/json.hpp>
-
-#include <algorithm>
-#include <cmath>
-#include <limits>
-#include <string>
-#include <unordered_map>
-#include <utility>
+#include "model/config_json.hpp"
 
 namespace haste {
 namespace {
@@ -311,14 +310,6 @@ std::string Featurizer::to_vocabulary_json() const {
 
 namespace {
 
-std::string read_whole_file(const std::filesystem::path& file) {
-  CompressedInput input(file);
-  std::string bytes;
-  std::vector<char> buffer(1 << 20);
-  while (size_t n = input.read(buffer.data(), buffer.size())) bytes.append(buffer.data(), n);
-  return bytes;
-}
-
 // A required field of the vocabulary object, with a message that names the file and the field.
 const Json& field(const Json& json, const char* name, const std::filesystem::path& file) {
   auto found = json.find(name);
@@ -329,11 +320,14 @@ const Json& field(const Json& json, const char* name, const std::filesystem::pat
 
 template <typename T>
 T field_as(const Json& json, const char* name, const std::filesystem::path& file) {
-  try {
-    return field(json, name, file).get<T>();
-  } catch (const Json::exception&) {
-    fail("{}: featurizer vocabulary field \"{}\" has the wrong type", file.string(), name);
+  const Json& value = field(json, name, file);
+  if (config_json::json_holds<T>(value)) {
+    try {
+      return value.get<T>();
+    } catch (const Json::exception&) {
+    }
   }
+  fail("{}: featurizer vocabulary field \"{}\" has the wrong type", file.string(), name);
 }
 
 }  // namespace
@@ -351,9 +345,12 @@ Featurizer Featurizer::from_vocabulary_json(std::string_view bytes,
     int64_t line =
         1 + std::count(bytes.begin(), bytes.begin() + std::min(e.byte, bytes.size()), '\n');
     fail_at(vocabulary, line, "not valid JSON: {}", e.what());
+  } catch (const Json::out_of_range& e) {  // a number beyond double's range: 1e999
+    fail("{}: not valid JSON: {}", vocabulary.string(), e.what());
   }
   const auto& file = vocabulary;
-  check(json.is_object() && json.value("format", "") == std::string(kVocabularyFormat),
+  // Compared as JSON: json.value("format", "") throws nlohmann's type_error on a non-string.
+  check(json.is_object() && json.contains("format") && json["format"] == kVocabularyFormat,
         "{}: not a featurizer vocabulary (no \"format\": \"{}\")", file.string(),
         kVocabularyFormat);
   int version = field_as<int>(json, "version", file);

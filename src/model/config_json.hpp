@@ -9,9 +9,32 @@
 #include <nlohmann/json.hpp>
 #include <set>
 #include <string>
+#include <type_traits>
 #include <utility>
 
 namespace haste::config_json {
+
+// Whether nlohmann's get<T>() reads `value` without an out-of-range cast: it converts a float to
+// an integer type with a plain cast, undefined behaviour for 1e300 into int64, so integer
+// settings must be JSON integers (and the elements of arrays of them too).
+template <typename T>
+bool json_holds(const nlohmann::json& value) {
+  if constexpr (std::is_same_v<T, bool>) {
+    return value.is_boolean();
+  } else if constexpr (std::is_integral_v<T>) {
+    return value.is_number_integer();
+  } else if constexpr (std::is_floating_point_v<T>) {
+    return value.is_number();
+  } else if constexpr (std::is_same_v<T, std::string>) {
+    return value.is_string();
+  } else if constexpr (requires { typename T::value_type; }) {
+    return value.is_array() && std::all_of(value.begin(), value.end(), [](const auto& element) {
+             return json_holds<typename T::value_type>(element);
+           });
+  } else {
+    return true;  // nlohmann checks the rest itself
+  }
+}
 
 // An enum's names, e.g. {{Activation::relu, "relu"}, {Activation::tanh, "tanh"}}.
 template <typename E, size_t N>
@@ -73,11 +96,15 @@ class ObjectReader {
     seen_.insert(key);
     auto it = json_.find(key);
     if (it == json_.end()) return;
-    try {
-      out = it->template get<T>();
-    } catch (const nlohmann::json::exception&) {
-      fail("{}: '{}' has the wrong type ({} {})", what_, key, it->type_name(), it->dump());
+    bool read = json_holds<T>(*it);
+    if (read) {
+      try {
+        out = it->template get<T>();
+      } catch (const nlohmann::json::exception&) {
+        read = false;
+      }
     }
+    if (!read) fail("{}: '{}' has the wrong type ({} {})", what_, key, it->type_name(), it->dump());
   }
 
   template <typename E, size_t N>

@@ -34,6 +34,34 @@ T from_metadata(const SafetensorsFile& file, const char* key) {
   }
 }
 
+// Model::from_tensors allocates (and zeroes) the model that the stored config and shape describe
+// before it reads a tensor, so a corrupt shape would cost whatever memory it declares. Each
+// product below is the element count of one stored tensor (encoder.<i>.weight, head.weight,
+// tail.weight, labels.model_to_original), so none may exceed what the file's tensors hold.
+void check_shape_fits_file(const ModelConfig& config, const ModelShape& shape,
+                           const SafetensorsFile& file) {
+  int64_t stored = 0;
+  for (const TensorView& tensor : file.tensors()) stored += tensor.numel();
+  auto check_elements = [&](const char* what, int64_t rows, int64_t cols) {
+    int64_t elements = 0;
+    check(!__builtin_mul_overflow(rows, cols, &elements) && elements <= stored,
+          "{}: metadata \"model_shape\" and \"model_config\" declare {} of {} x {} elements, "
+          "but the file holds only {} (corrupt metadata?)",
+          file.path().string(), what, rows, cols, stored);
+  };
+  int64_t in = shape.input_dim;
+  for (int64_t out : config.hidden) {
+    check_elements("an encoder layer", in, out);
+    in = out;
+  }
+  // With private features, the head reads the upper half of h and the tail the lower half.
+  const int64_t d_tail = config.private_features ? in / 2 : in;
+  check_elements("the head", shape.head_labels, in - (config.private_features ? d_tail : 0));
+  check_elements("the tail", shape.groups, shape.group_size);
+  check_elements("the tail", shape.tail_slots(), std::min(shape.fan_in, d_tail));
+  check_elements("the label map", shape.num_labels, 1);
+}
+
 }  // namespace
 
 void save_checkpoint(const fs::path& file, const Model& model, Trainer* trainer,
@@ -93,6 +121,7 @@ Model Checkpoint::load_model() const {
     std::copy(values.begin(), values.end(), out.begin());
   };
   try {
+    check_shape_fits_file(model_config_, model_shape_, file_);
     return Model::from_tensors(model_config_, model_shape_, read_floats, read_ints);
   } catch (const Error& e) {
     std::string message = e.what();

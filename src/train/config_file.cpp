@@ -5,9 +5,10 @@
 #define TOML_HEADER_ONLY 1  // no run-time dependency on libtomlplusplus.so
 #include <toml++/toml.h>
 
-#include <fstream>
-#include <sstream>
+#include <algorithm>
 #include <string>
+
+#include "data/text_io.hpp"
 
 namespace haste {
 namespace fs = std::filesystem;
@@ -77,9 +78,24 @@ T read_section(const Json& json, const char* section, const fs::path& source) {
   }
 }
 
+// Every setting is ASCII, and toml++ 3.3 reaches __builtin_unreachable() (undefined behaviour) on
+// some non-ASCII characters, valid UTF-8 or not (marzer/tomlplusplus#190, #295; fixed upstream
+// in 2026 by PR #305), so non-ASCII text never gets to it.
+void check_ascii(std::string_view text, const fs::path& source) {
+  auto is_ascii = [](char c) { return static_cast<unsigned char>(c) < 0x80; };
+  auto bad = std::find_if_not(text.begin(), text.end(), is_ascii);
+  if (bad == text.end()) return;
+  const std::string_view before(text.begin(), bad);
+  const size_t line_start = before.rfind('\n') + 1;  // 0 on the first line (npos + 1)
+  fail_at(source, 1 + std::count(before.begin(), before.end(), '\n'),
+          "non-ASCII byte 0x{:02X} at column {}: config files must be ASCII (comments too)",
+          static_cast<unsigned char>(*bad), before.size() - line_start + 1);
+}
+
 }  // namespace
 
 RunConfig parse_run_config(std::string_view toml_text, const fs::path& source) {
+  check_ascii(toml_text, source);
   toml::table table;
   try {
     table = toml::parse(toml_text, source.string());
@@ -95,11 +111,9 @@ RunConfig parse_run_config(std::string_view toml_text, const fs::path& source) {
 }
 
 RunConfig load_run_config(const fs::path& file) {
-  std::ifstream in(file);
-  check(in.good(), "{}: cannot read the config file", file.string());
-  std::ostringstream text;
-  text << in.rdbuf();
-  return parse_run_config(text.str(), file);
+  // Not an ifstream: one opens a directory without complaint and reads it as an empty file,
+  // which would train silently with the defaults.
+  return parse_run_config(read_whole_file(file), file);
 }
 
 }  // namespace haste

@@ -1,11 +1,12 @@
 // Runs the `haste` CLI built with the tests (HASTE_CLI) as a child process, for end-to-end tests
 // of commands. Returns its exit code, its own peak memory (from wait4, so other children and
-// the test process itself do not count) and what it wrote to stdout and stderr.
+// the test process itself do not count) and what it wrote to stdout and stderr. Optional resource
+// limits simulate a full disk or too little memory for that one child.
 #pragma once
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
-#include <spawn.h>
+#include <signal.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -34,7 +35,15 @@ inline std::string read_text_file(const std::filesystem::path& file) {
   return text.str();
 }
 
-inline CliResult run_cli(std::vector<std::string> args) {
+struct CliLimits {
+  // RLIMIT_FSIZE: writes past this many bytes of a file fail with EFBIG, as on a full disk
+  // (SIGXFSZ, which would kill the child instead, is ignored).
+  rlim_t file_size = RLIM_INFINITY;
+  // RLIMIT_AS: allocations that would grow the address space past this fail (std::bad_alloc).
+  rlim_t address_space = RLIM_INFINITY;
+};
+
+inline CliResult run_cli(std::vector<std::string> args, const CliLimits& limits = {}) {
   args.insert(args.begin(), HASTE_CLI);
   std::vector<char*> argv;
   for (std::string& arg : args) argv.push_back(arg.data());
@@ -45,17 +54,27 @@ inline CliResult run_cli(std::vector<std::string> args) {
       std::filesystem::temp_directory_path() / (prefix + "-stderr.txt");
   std::filesystem::path stdout_file =
       std::filesystem::temp_directory_path() / (prefix + "-stdout.txt");
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, STDERR_FILENO, stderr_file.c_str(),
-                                   O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, stdout_file.c_str(),
-                                   O_WRONLY | O_CREAT | O_TRUNC, 0644);
   CliResult result;
-  pid_t pid = 0;
-  int spawned = posix_spawn(&pid, HASTE_CLI, &actions, nullptr, argv.data(), environ);
-  posix_spawn_file_actions_destroy(&actions);
-  if (spawned != 0) {
+  // fork + exec rather than posix_spawn, which cannot set resource limits. The child makes
+  // only async-signal-safe calls before exec.
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    const int flags = O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC;  // dup2 clears CLOEXEC
+    if (::dup2(::open(stderr_file.c_str(), flags, 0644), STDERR_FILENO) < 0 ||
+        ::dup2(::open(stdout_file.c_str(), flags, 0644), STDOUT_FILENO) < 0) {
+      ::_exit(127);
+    }
+    const rlimit file_size{limits.file_size, limits.file_size};
+    const rlimit address_space{limits.address_space, limits.address_space};
+    if (limits.file_size != RLIM_INFINITY) {
+      ::signal(SIGXFSZ, SIG_IGN);
+      ::setrlimit(RLIMIT_FSIZE, &file_size);
+    }
+    if (limits.address_space != RLIM_INFINITY) ::setrlimit(RLIMIT_AS, &address_space);
+    ::execve(HASTE_CLI, argv.data(), environ);
+    ::_exit(127);
+  }
+  if (pid < 0) {
     ADD_FAILURE() << "cannot run " << HASTE_CLI;
     return result;
   }

@@ -2,6 +2,7 @@
 // prediction file that `haste eval` scores exactly as the trainer did; --resume; bad inputs.
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <spawn.h>
 #include <unistd.h>
 
 #include <chrono>
