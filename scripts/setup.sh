@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what HASTE needs to build, run and test: Debian packages (compilers, libraries) and a
 # few PyPI packages (a recent CMake, numpy/scipy/napkinxc/pytest for the cross-checks, nanobind
-# for the Python module).
+# for the Python module, torch for the haste.torch tests).
 # Idempotent and quick when everything is already there. Needs root (or sudo) for apt-get.
 set -euo pipefail
 
@@ -12,7 +12,9 @@ deb_packages=(
   libopenblas-dev libgtest-dev libgmock-dev libbenchmark-dev libcairo2-dev
   python3 python3-pip
 )
-pip_packages=("cmake>=3.28" numpy scipy napkinxc pytest safetensors nanobind)
+# PyPI's torch wheel is built for CUDA and loads only with its nvidia-* wheels beside it (about
+# 5 GB installed, under two minutes here); it runs on CPU-only machines all the same.
+pip_packages=("cmake>=3.28" numpy scipy napkinxc pytest safetensors nanobind torch)
 
 sudo_if_needed() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
@@ -33,7 +35,7 @@ python_has_all() {
   (cd / && python3 - <<'PY' 2>/dev/null
 import importlib, sys
 import cmake  # the PyPI cmake wheel
-for name in ("numpy", "scipy", "napkinxc", "pytest", "safetensors", "nanobind"):
+for name in ("numpy", "scipy", "napkinxc", "pytest", "safetensors", "nanobind", "torch"):
     importlib.import_module(name)
 major, minor = (int(x) for x in cmake.__version__.split(".")[:2])
 sys.exit(0 if (major, minor) >= (3, 28) else 1)

@@ -20,6 +20,7 @@
 #include <haste/model.hpp>
 #include <haste/optimizer.hpp>
 #include <nlohmann/json_fwd.hpp>
+#include <span>
 #include <string>
 
 namespace haste {
@@ -63,5 +64,15 @@ struct DstResult {
 // reproducible, resumable runs). A model without a tail is left alone.
 DstResult apply_dst(Model& model, Optimizer& optimizer, DstPrune prune, DstRegrow regrow,
                     double fraction, uint64_t seed);
+
+// The same rewiring on a tail held elsewhere (haste.torch keeps it in PyTorch tensors):
+// `indices` [G, k] are rewired and `weights` [G*g, k] move with their features (regrown slots
+// get 0). `source` [G, k] receives, for every new slot, the old slot it came from (-1: regrown),
+// so that the caller can move other per-slot state (optimizer moments) the same way. `batch`
+// (h [B, d], dz [B, G*g]) is read by the gradient rule only. Throws haste::Error on sizes that
+// do not match `shape` or indices that are not sorted and distinct.
+DstResult rewire_tail(const GroupSharedShape& shape, std::span<int32_t> indices,
+                      std::span<float> weights, const TailBatch& batch, DstPrune prune,
+                      DstRegrow regrow, double fraction, uint64_t seed, std::span<int32_t> source);
 
 }  // namespace haste

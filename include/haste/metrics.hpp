@@ -20,10 +20,9 @@
 // PSP/PSnDCG. If no row has a true label, the PS metrics are 0 (napkinXC would give 0/0).
 #pragma once
 
-#include <haste/sparse.hpp>
-
 #include <array>
 #include <cstdint>
+#include <haste/sparse.hpp>
 #include <span>
 #include <string>
 #include <utility>
@@ -55,21 +54,29 @@ std::vector<double> jain_propensities(const CsrMatrix& train_labels, double A = 
 std::vector<int64_t> label_counts(const CsrMatrix& labels);
 
 // Per-row predictions as label ids ordered best first (a row may be shorter than kMaxK, or
-// empty). This is what a model's top-k produces; `cols` is L, the label space.
+// empty). This is what a model's top-k produces; `cols` is L, the label space. The producer's
+// scores (a model's logits, a score matrix's values) ride along, one per label, when it has
+// them; rankings read from a file of bare label ids have none.
 struct Rankings {
   int64_t rows = 0;
   int64_t cols = 0;
-  std::vector<int64_t> offsets{0};  // rows + 1 offsets into labels
+  std::vector<int64_t> offsets{0};  // rows + 1 offsets into labels (and scores)
   std::vector<int32_t> labels;
+  std::vector<float> scores;  // empty, or one per entry of labels
 
+  bool has_scores() const { return scores.size() == labels.size(); }
   std::span<const int32_t> row(int64_t r) const {
     return {labels.data() + offsets[r], static_cast<size_t>(offsets[r + 1] - offsets[r])};
   }
-  void append_row(std::span<const int32_t> ranked_labels) {
-    labels.insert(labels.end(), ranked_labels.begin(), ranked_labels.end());
-    offsets.push_back(static_cast<int64_t>(labels.size()));
-    ++rows;
+  // The scores of row r (empty when the rankings have none).
+  std::span<const float> row_scores(int64_t r) const {
+    if (scores.empty()) return {};
+    return {scores.data() + offsets[r], static_cast<size_t>(offsets[r + 1] - offsets[r])};
   }
+  // Appends a row, best first. Give `ranked_scores` (one per label) for every row or for none:
+  // mixing throws haste::Error.
+  void append_row(std::span<const int32_t> ranked_labels,
+                  std::span<const float> ranked_scores = {});
 };
 
 // The `k` best labels of each row of a score matrix (indices sorted by id, values are scores),

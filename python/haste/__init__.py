@@ -6,6 +6,8 @@ scikit-learn-like classifier over the C++ trainer (see README.md, section "Pytho
     model = haste.Classifier(hidden=[256], epochs=4).fit(X, Y)
     labels, scores = model.predict_topk(X_test, k=5)
     haste.metrics.evaluate(Y_test, labels)
+
+haste.torch (imported on its own; needs PyTorch) has the output layer as torch.nn.Modules.
 """
 
 from . import data, metrics

@@ -12,7 +12,6 @@ are the CLI's safetensors files: a model trained with `haste train` loads here a
 
 import json
 
-import numpy as np
 import scipy.sparse
 
 from . import _core
@@ -94,12 +93,8 @@ class Classifier:
     def predict_topk(self, X, k=MAX_K):
         """(labels int32 [N, k], scores float32 [N, k]): each row's k best labels, best first,
         in the original label ids (-1 and -inf pad rows when k exceeds the labels). Scores
-        are the logits."""
-        model = self._trained()
-        if scipy.sparse.issparse(X):
-            X = scipy.sparse.csr_matrix(X)  # row slices for the logits
-        labels = model.predict(to_core_dataset(X), k)
-        return labels, _logits_of(model, X, labels)
+        are the logits, as the C++ prediction computed them."""
+        return self._trained().predict(to_core_dataset(X), k)
 
     def evaluate(self, X, Y, Y_train=None, k=MAX_K):
         """P@k, nDCG@k (and PSP@k, PSnDCG@k with Jain propensities from Y_train) of the top-k
@@ -152,64 +147,3 @@ def _widen_columns(Y, cols):
     if Y.shape[1] > cols:
         raise ValueError(f"the labels have {Y.shape[1]} columns; the model knows only {cols}")
     return scipy.sparse.csr_matrix((Y.data, Y.indices, Y.indptr), shape=(Y.shape[0], cols))
-
-
-# Rows per chunk when recomputing logits, so memory stays bounded for large inputs.
-_LOGIT_ROWS = 4096
-
-
-def _logits_of(model, X, labels):
-    """The logits of the selected labels (original ids; -1 = none), recomputed from the model's
-    tensors with the model's forward pass (include/haste/model.hpp): encoder layers
-    act(x W + b), then the head's dense rows or the tail's group-shared fan-in. The C++ predict
-    returns rankings only; this adds their scores."""
-    tensors = model.tensors()
-    config = json.loads(model.model_config)
-    shape = json.loads(model.shape)
-    to_model = np.empty(shape["num_labels"], dtype=np.int64)
-    to_model[tensors["labels.model_to_original"]] = np.arange(shape["num_labels"])
-    scores = np.full(labels.shape, -np.inf, dtype=np.float32)
-    for first in range(0, labels.shape[0], _LOGIT_ROWS):
-        rows = slice(first, first + _LOGIT_ROWS)
-        h = _encode(tensors, config["activation"], X[rows], shape["input_dim"])
-        scores[rows] = _output_logits(tensors, config, shape, h, labels[rows], to_model)
-    return scores
-
-
-def _encode(tensors, activation, X, input_dim):
-    a = X
-    layer = 0
-    while f"encoder.{layer}.weight" in tensors:
-        weight = tensors[f"encoder.{layer}.weight"]
-        if layer == 0 and a.shape[1] < input_dim:  # a test set with fewer features
-            weight = weight[: a.shape[1]]
-        a = np.asarray(a @ weight, dtype=np.float32) + tensors[f"encoder.{layer}.bias"]
-        a = np.maximum(a, 0) if activation == "relu" else np.tanh(a)
-        layer += 1
-    return a
-
-
-def _output_logits(tensors, config, shape, h, labels, to_model):
-    # With private features the tail reads h[:, :d/2] and the head h[:, d/2:].
-    split = h.shape[1] // 2 if config["private_features"] else None
-    h_head = h[:, split or 0 :]
-    h_tail = h[:, :split]
-    H, g = shape["head_labels"], shape["group_size"]
-    out = np.full(labels.shape, -np.inf, dtype=np.float32)
-    valid = labels >= 0
-    model_ids = np.where(valid, to_model[np.maximum(labels, 0)], -1)
-    rows = np.broadcast_to(np.arange(labels.shape[0])[:, None], labels.shape)
-
-    head = valid & (model_ids < H)
-    ids = model_ids[head]
-    out[head] = np.einsum("nd,nd->n", h_head[rows[head]], tensors["head.weight"][ids])
-    out[head] += tensors["head.bias"][ids]
-
-    tail = valid & (model_ids >= H)
-    if tail.any():
-        slots = model_ids[tail] - H
-        indices = tensors["tail.indices"][slots // g]
-        gathered = h_tail[rows[tail][:, None], indices]
-        out[tail] = np.einsum("nk,nk->n", gathered, tensors["tail.weight"][slots])
-        out[tail] += tensors["tail.bias"][slots]
-    return out

@@ -38,7 +38,8 @@ def top_k(scores, k=MAX_K):
     """The k best labels of each row of a score matrix, best first, ties to the lower label id,
     as an int32 array [N, k] padded with -1 (a sparse row may have fewer than k entries)."""
     if scipy.sparse.issparse(scores):
-        return _core.top_k(to_core_csr(scores), k)
+        labels, _ = _core.top_k(to_core_csr(scores), k)
+        return labels
     scores = np.asarray(scores)
     if scores.ndim != 2:
         raise ValueError(f"scores must be a 2-D matrix [N, L], not {scores.ndim}-D")

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <haste/error.hpp>
+#include <limits>
 #include <optional>
 
 #include "bindings.hpp"
@@ -120,13 +121,18 @@ Rankings import_top_k(const InArray<int32_t>& labels, int64_t num_labels) {
   return rankings;
 }
 
-OutArray<int32_t> export_top_k(const Rankings& rankings, int k) {
+nb::tuple export_top_k(const Rankings& rankings, int k) {
+  check(rankings.has_scores(), "export_top_k: the rankings carry no scores");
   std::vector<int32_t> labels(static_cast<size_t>(rankings.rows) * k, -1);
+  std::vector<float> scores(labels.size(), -std::numeric_limits<float>::infinity());
   for (int64_t r = 0; r < rankings.rows; ++r) {
-    auto row = rankings.row(r);
-    std::copy_n(row.begin(), std::min<size_t>(row.size(), k), labels.begin() + r * k);
+    const size_t kept = std::min<size_t>(rankings.row(r).size(), k);
+    std::copy_n(rankings.row(r).begin(), kept, labels.begin() + r * k);
+    std::copy_n(rankings.row_scores(r).begin(), kept, scores.begin() + r * k);
   }
-  return to_numpy(std::move(labels), {static_cast<size_t>(rankings.rows), static_cast<size_t>(k)});
+  const std::initializer_list<size_t> shape{static_cast<size_t>(rankings.rows),
+                                            static_cast<size_t>(k)};
+  return nb::make_tuple(to_numpy(std::move(labels), shape), to_numpy(std::move(scores), shape));
 }
 
 void widen(Dataset& data, int64_t num_features, int64_t num_labels) {

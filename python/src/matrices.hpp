@@ -20,7 +20,8 @@ nb::tuple export_dataset(Dataset&& data);
 
 // Top-k label arrays [N, k], best first, padded with -1 where a row has fewer than k labels.
 Rankings import_top_k(const InArray<int32_t>& labels, int64_t num_labels);
-OutArray<int32_t> export_top_k(const Rankings& rankings, int k);
+// (labels int32 [N, k], scores float32 [N, k]) of scored rankings, padded with -1 and -inf.
+nb::tuple export_top_k(const Rankings& rankings, int k);
 
 // Puts a dataset into a model's feature space (a test set may have been written with fewer
 // features than the training set). Labels are widened in the same way to `num_labels`.

@@ -37,7 +37,7 @@ NamedValues evaluate_scores(const CsrMatrix& scores, const CsrMatrix& truth,
   return evaluate(scores, truth, as_span(propensities)).named_values();
 }
 
-OutArray<int32_t> top_k_of_scores(const CsrMatrix& scores, int k) {
+nb::tuple top_k_of_scores(const CsrMatrix& scores, int k) {
   check(scores.has_values(), "the score matrix has no values");
   Rankings rankings;
   {

@@ -85,7 +85,8 @@ class TrainedModel {
     save_checkpoint(file, *model_, trainer_.get());
   }
 
-  OutArray<int32_t> predict(Dataset& inputs, int k) const {
+  // (labels, logits), see export_top_k.
+  nb::tuple predict(Dataset& inputs, int k) const {
     const ModelShape& shape = model_->shape();
     widen(inputs, shape.input_dim, shape.num_labels);
     Rankings rankings;

@@ -12,4 +12,6 @@ NB_MODULE(_core, m) {
   haste::python::bind_data(m);
   haste::python::bind_metrics(m);
   haste::python::bind_model(m);
+  haste::python::bind_group_shared(m);
+  haste::python::bind_group_shared_cuda(m);
 }

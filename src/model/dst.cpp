@@ -31,14 +31,14 @@ constexpr EnumNames<DstRegrow, 2> kRegrowRules{
 
 // Score of every slot [G, k]: mean |W| (global rule) or the L2 norm (per-group rule) of the
 // slot's column of weights over the group's labels.
-std::vector<double> slot_scores(const GroupSharedParams<float>& tail, DstPrune prune) {
-  const GroupSharedShape& s = tail.shape;
+std::vector<double> slot_scores(const GroupSharedShape& s, std::span<const float> weights,
+                                DstPrune prune) {
   std::vector<double> scores(s.G * s.k, 0.0);
 #pragma omp parallel for schedule(static)
   for (int64_t group = 0; group < s.G; ++group) {
     double* score = scores.data() + group * s.k;
     for (int64_t l = group * s.g; l < (group + 1) * s.g; ++l) {
-      const float* w = tail.weights.data() + l * s.k;
+      const float* w = weights.data() + l * s.k;
       for (int64_t j = 0; j < s.k; ++j) {
         score[j] += prune == DstPrune::global ? std::abs(w[j]) : double{w[j]} * w[j];
       }
@@ -178,19 +178,30 @@ bool DstConfig::due(int64_t step, int64_t total_steps) const {
   return enabled && step > 0 && step % interval == 0 && fraction_at(step, total_steps) > 0;
 }
 
-DstResult apply_dst(Model& model, Optimizer& optimizer, DstPrune prune, DstRegrow regrow,
-                    double fraction, uint64_t seed) {
+DstResult rewire_tail(const GroupSharedShape& s, std::span<int32_t> indices,
+                      std::span<float> weights, const TailBatch& batch, DstPrune prune,
+                      DstRegrow regrow, double fraction, uint64_t seed, std::span<int32_t> source) {
   check(fraction >= 0 && fraction <= 1, "dst: fraction {} must be in [0, 1]", fraction);
-  GroupSharedParams<float>& tail = model.tail();
-  const GroupSharedShape s = tail.shape;
+  s.validate();
+  validate_group_indices(s, indices);
+  check(weights.size() == static_cast<size_t>(s.labels() * s.k) &&
+            source.size() == static_cast<size_t>(s.G * s.k),
+        "dst: {} weights and {} source slots for G = {}, g = {}, k = {} (need G*g*k and G*k)",
+        weights.size(), source.size(), s.G, s.g, s.k);
+  std::iota(source.begin(), source.end(), 0);
+  for (size_t slot = 0; slot < source.size(); ++slot) source[slot] %= static_cast<int32_t>(s.k);
   DstResult result{fraction, 0};
   if (s.G == 0 || fraction == 0 || s.k == s.d) return result;
-  const TailBatch batch = model.last_tail_batch();
-  check(regrow != DstRegrow::gradient || batch.B > 0,
-        "dst: gradient-based regrowth needs a batch: call compute_gradients first");
+  check(regrow != DstRegrow::gradient ||
+            (batch.B > 0 && batch.d_tail == s.d &&
+             batch.h.size() == static_cast<size_t>(batch.B * s.d) &&
+             batch.dz.size() == static_cast<size_t>(batch.B * s.labels())),
+        "dst: gradient-based regrowth needs the last batch's h [B, {}] and dz [B, {}] (got B = "
+        "{}, {} and {} values; call compute_gradients first)",
+        s.d, s.labels(), batch.B, batch.h.size(), batch.dz.size());
 
-  const std::vector<char> pruned = choose_pruned(slot_scores(tail, prune), s, prune, fraction);
-  std::vector<int32_t> source(s.G * s.k);  // new slot -> old slot, -1 when regrown
+  const std::vector<char> pruned =
+      choose_pruned(slot_scores(s, weights, prune), s, prune, fraction);
   int64_t changed = 0;
 #pragma omp parallel reduction(+ : changed)
   {
@@ -199,30 +210,41 @@ DstResult apply_dst(Model& model, Optimizer& optimizer, DstPrune prune, DstRegro
     std::vector<std::pair<int32_t, int32_t>> slots;  // (feature, old slot or -1)
 #pragma omp for schedule(static)
     for (int64_t group = 0; group < s.G; ++group) {
-      std::span<int32_t> indices = tail.group_indices(group);
+      std::span<int32_t> group_indices = indices.subspan(group * s.k, s.k);
       slots.clear();
       for (int64_t j = 0; j < s.k; ++j) {
-        if (!pruned[group * s.k + j]) slots.emplace_back(indices[j], static_cast<int32_t>(j));
+        if (!pruned[group * s.k + j]) slots.emplace_back(group_indices[j], static_cast<int32_t>(j));
       }
       const int64_t count = s.k - static_cast<int64_t>(slots.size());
       if (count > 0) {
         for (int32_t f :
-             choose_regrown(indices, count, regrow, batch, s, group, seed, product, norms)) {
+             choose_regrown(group_indices, count, regrow, batch, s, group, seed, product, norms)) {
           slots.emplace_back(f, -1);
         }
         std::sort(slots.begin(), slots.end());
       }
       changed += count;
       for (int64_t j = 0; j < s.k; ++j) {
-        indices[j] = slots[j].first;
+        group_indices[j] = slots[j].first;
         source[group * s.k + j] = slots[j].second;
       }
     }
   }
-  // The weights (and optimizer state) move with their features; regrown slots start at zero.
-  model::remap_slots(tail.weights, s, source);
-  optimizer.remap_tail_slots(s, source);
+  // The weights move with their features; regrown slots start at zero.
+  model::remap_slots(weights, s, source);
   result.changed_slots = changed;
+  return result;
+}
+
+DstResult apply_dst(Model& model, Optimizer& optimizer, DstPrune prune, DstRegrow regrow,
+                    double fraction, uint64_t seed) {
+  GroupSharedParams<float>& tail = model.tail();
+  std::vector<int32_t> source(tail.shape.G * tail.shape.k);
+  const DstResult result =
+      rewire_tail(tail.shape, tail.indices, tail.weights, model.last_tail_batch(), prune, regrow,
+                  fraction, seed, source);
+  // The optimizer state moves with the weights.
+  if (result.changed_slots > 0) optimizer.remap_tail_slots(tail.shape, source);
   return result;
 }
 

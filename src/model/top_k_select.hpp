@@ -31,11 +31,14 @@ class TopKSelect {
     }
   }
 
-  // Labels, best first.
-  std::vector<int32_t> labels() const {
-    std::vector<int32_t> out;
-    for (const auto& entry : best_) out.push_back(entry.second);
-    return out;
+  // Labels and their scores, best first (overwritten).
+  void take(std::vector<int32_t>& labels, std::vector<float>& scores) const {
+    labels.clear();
+    scores.clear();
+    for (const auto& [score, label] : best_) {
+      labels.push_back(label);
+      scores.push_back(score);
+    }
   }
 
  private:

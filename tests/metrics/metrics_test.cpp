@@ -69,6 +69,21 @@ TEST(TopK, RanksByScoreAndBreaksTiesByLowerLabelId) {
   ASSERT_EQ(ranked.rows, 1);
   std::vector<int32_t> row(ranked.row(0).begin(), ranked.row(0).end());
   EXPECT_EQ(row, (std::vector<int32_t>{1, 2, 5, 0}));
+  EXPECT_EQ(ranked.scores, (std::vector<float>{0.9f, 0.9f, 0.9f, 0.5f}));  // each label's score
+}
+
+TEST(Rankings, ScoresGoWithEveryRowOrWithNone) {
+  Rankings scored;
+  scored.append_row(std::vector<int32_t>{2, 0}, std::vector<float>{1.5f, -1.0f});
+  scored.append_row({});  // an empty row fits either way
+  EXPECT_TRUE(scored.has_scores());
+  EXPECT_EQ(scored.row_scores(0)[1], -1.0f);
+  EXPECT_THROW(scored.append_row(std::vector<int32_t>{1}), Error);
+  Rankings bare;
+  bare.append_row(std::vector<int32_t>{1});
+  EXPECT_FALSE(bare.has_scores());
+  EXPECT_TRUE(bare.row_scores(0).empty());
+  EXPECT_THROW(bare.append_row(std::vector<int32_t>{1}, std::vector<float>{0.5f}), Error);
 }
 
 TEST(TopK, KeepsShortRowsWholeAndEmptyRowsEmpty) {

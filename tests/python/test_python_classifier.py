@@ -68,8 +68,8 @@ def test_predict_topk_gives_original_ids_and_their_logits(trained, data):
     assert labels.dtype == np.int32 and scores.dtype == np.float32
     assert labels.min() >= 0 and labels.max() < LABELS
     assert all(len(set(row)) == 5 for row in labels)
-    # Best first: the recomputed logits follow the C++ ranking (up to float rounding).
-    assert np.all(np.diff(scores, axis=1) <= 1e-5)
+    # Best first: the scores are the logits the C++ ranking used.
+    assert np.all(np.diff(scores, axis=1) <= 0)
     # k beyond L: padded rows.
     labels_all, scores_all = trained.predict_topk(X_test[:3], k=LABELS + 2)
     assert np.all(labels_all[:, LABELS:] == -1) and np.all(np.isneginf(scores_all[:, LABELS:]))
@@ -81,7 +81,10 @@ def test_logits_match_a_dense_recomputation(trained, data):
     _, _, X_test, _ = data
     tensors = trained.tensors()
     shape = trained.shape_
-    h = np.maximum(X_test @ tensors["encoder.0.weight"] + tensors["encoder.0.bias"], 0)
+    X = X_test
+    if trained.config["model"].get("normalize_input"):  # the model scales rows to unit L2 norm
+        X = scipy.sparse.diags(1 / np.sqrt(np.asarray(X.multiply(X).sum(axis=1)).ravel())) @ X
+    h = np.maximum(X @ tensors["encoder.0.weight"] + tensors["encoder.0.bias"], 0)
     H, g = shape["head_labels"], shape["group_size"]
     z_head = h @ tensors["head.weight"].T + tensors["head.bias"]
     slots = np.arange(shape["num_labels"] - H)
@@ -115,8 +118,15 @@ def run_cli(*args):
 
 def cli_predictions(path, k):
     """Label ids of a `haste predict` output file, best first."""
-    lines = path.read_text().splitlines()[1:]
-    return np.array([[int(pair.split(":")[0]) for pair in line.split()][:k] for line in lines])
+    return cli_scored_predictions(path, k)[0]
+
+
+def cli_scored_predictions(path, k):
+    """(label ids, scores) of a `haste predict` output file, best first."""
+    rows = [[pair.split(":") for pair in line.split()][:k]
+            for line in path.read_text().splitlines()[1:]]
+    return (np.array([[int(label) for label, _ in row] for row in rows]),
+            np.array([[float(score) for _, score in row] for row in rows], dtype=np.float32))
 
 
 def test_cli_trained_checkpoint_loads_in_python(data, tmp_path):
@@ -139,8 +149,10 @@ def test_python_trained_checkpoint_runs_in_the_cli(trained, data, tmp_path):
     haste.write_xc(tmp_path / "test.txt", X_test, Y_test)
     run_cli("predict", tmp_path / "model.safetensors", tmp_path / "test.txt", "-o",
             tmp_path / "pred.txt", "-k", 5, "--no-cache")
-    labels, _ = trained.predict_topk(X_test, k=5)
-    np.testing.assert_array_equal(labels, cli_predictions(tmp_path / "pred.txt", 5))
+    labels, scores = trained.predict_topk(X_test, k=5)
+    cli_labels, cli_scores = cli_scored_predictions(tmp_path / "pred.txt", 5)
+    np.testing.assert_array_equal(labels, cli_labels)
+    np.testing.assert_array_equal(scores, cli_scores)  # the same logits, written exactly
 
 
 def test_dense_inputs_and_config_file(data, tmp_path):

@@ -90,9 +90,8 @@ void conform(Dataset& data, const ModelShape& shape, const fs::path& input) {
   data.labels.cols = shape.num_labels;
 }
 
-// Prediction file: header "N L", then "label:score" pairs best first. Model::predict returns
-// rankings, not logits, so the scores are rank-based (k, k-1, ..., 1): they order each row
-// exactly as the model does, which is all `haste eval` needs.
+// Prediction file: header "N L", then "label:logit" pairs best first (shortest decimal that
+// reads back as the same float, so `haste eval` ranks exactly as the model did).
 void write_predictions(const Rankings& rankings, int64_t num_labels, const fs::path& file) {
   AtomicOutput out(file);
   out.write(fmt::format("{} {}\n", rankings.rows, num_labels));
@@ -100,8 +99,9 @@ void write_predictions(const Rankings& rankings, int64_t num_labels, const fs::p
   for (int64_t r = 0; r < rankings.rows; ++r) {
     line.clear();
     auto row = rankings.row(r);
+    auto scores = rankings.row_scores(r);
     for (size_t i = 0; i < row.size(); ++i) {
-      line += fmt::format("{}{}:{}", i ? " " : "", row[i], row.size() - i);
+      line += fmt::format("{}{}:{}", i ? " " : "", row[i], scores[i]);
     }
     line += '\n';
     out.write(line);
