@@ -48,6 +48,10 @@ struct ModelConfig {
   std::vector<int64_t> hidden = {512};  // encoder layer widths; the last one is d
   Activation activation = Activation::relu;
   double dropout = 0.0;  // dropout probability on h while training
+  // Scale each input row to unit L2 norm before the encoder. Raw bag-of-words counts (the
+  // MULAN sets) otherwise start training with huge activations; unit-norm tf-idf rows are
+  // unchanged. Applied inside the model, so prediction sees the same inputs as training.
+  bool normalize_input = true;
   OutputKind output = OutputKind::haste;
   HeadRule head_rule = HeadRule::fraction;
   double head_fraction = 0.1;
@@ -182,7 +186,7 @@ class Model {
 
   // Top-k labels (original ids, best first) of each input row over head + tail, with logits
   // computed a chunk of rows at a time; padding labels are never predicted. Ties go to the lower
-  // model id. Scores are the logits.
+  // model id. The rankings' scores are the logits.
   Rankings predict(const InputRows& inputs, int k) const;
   Rankings predict(const Dataset& data, int k) const;  // every row of `data`
 

@@ -48,8 +48,8 @@ constexpr int64_t kMinParallelWork = int64_t{1} << 15;
 }  // namespace
 
 Encoder::Encoder(bool sparse_input, int64_t input_dim, const std::vector<int64_t>& hidden,
-                 Activation activation)
-    : sparse_input_(sparse_input), activation_(activation) {
+                 Activation activation, bool normalize_rows)
+    : sparse_input_(sparse_input), normalize_rows_(normalize_rows), activation_(activation) {
   int64_t in = input_dim;
   for (int64_t out : hidden) {
     DenseLayer layer;
@@ -73,6 +73,13 @@ void Encoder::initialize(uint64_t seed) {
   }
 }
 
+float Encoder::row_scale(std::span<const float> row) const {
+  if (!normalize_rows_) return 1.0f;
+  double sum = 0;
+  for (float v : row) sum += double{v} * v;
+  return sum > 0 ? static_cast<float>(1.0 / std::sqrt(sum)) : 1.0f;
+}
+
 void Encoder::first_layer_forward(const InputRows& inputs, std::vector<float>& dense_batch,
                                   float* out) const {
   const DenseLayer& layer = layers_[0];
@@ -81,7 +88,9 @@ void Encoder::first_layer_forward(const InputRows& inputs, std::vector<float>& d
     dense_batch.resize(B * layer.in);
     for (int64_t b = 0; b < B; ++b) {
       auto row = inputs.dense->row(inputs.rows[b]);
-      std::copy(row.begin(), row.end(), dense_batch.begin() + b * layer.in);
+      const float scale = row_scale(row);
+      std::transform(row.begin(), row.end(), dense_batch.begin() + b * layer.in,
+                     [scale](float v) { return v * scale; });
       std::copy(layer.bias.begin(), layer.bias.end(), out + b * n);
     }
     blas::gemm(Op::none, Op::none, B, n, layer.in, 1.0f, dense_batch.data(), layer.in,
@@ -99,8 +108,9 @@ void Encoder::first_layer_forward(const InputRows& inputs, std::vector<float>& d
     const int64_t row = inputs.rows[b];
     auto features = x.row_indices(row);
     auto values = x.row_values(row);
+    const float scale = row_scale(values);
     for (size_t i = 0; i < features.size(); ++i) {
-      cpu::axpy(values[i], layer.weight.data() + int64_t{features[i]} * n, a, n);
+      cpu::axpy(values[i] * scale, layer.weight.data() + int64_t{features[i]} * n, a, n);
     }
   }
 }
@@ -159,8 +169,9 @@ void Encoder::first_layer_backward(const InputRows& inputs, std::span<const floa
   for (int64_t b = 0; b < B; ++b) {
     auto features = x.row_indices(inputs.rows[b]);
     auto values = x.row_values(inputs.rows[b]);
+    const float scale = row_scale(values);
     for (size_t i = 0; i < features.size(); ++i) {
-      entries.push_back({features[i], static_cast<int32_t>(b), values[i]});
+      entries.push_back({features[i], static_cast<int32_t>(b), values[i] * scale});
     }
   }
   std::sort(entries.begin(), entries.end(), [](const Entry& p, const Entry& q) {

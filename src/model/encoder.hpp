@@ -30,8 +30,9 @@ struct EncoderActivations {
 
 class Encoder {
  public:
+  // `normalize_rows`: each input row enters scaled to unit L2 norm (ModelConfig::normalize_input).
   Encoder(bool sparse_input, int64_t input_dim, const std::vector<int64_t>& hidden,
-          Activation activation);
+          Activation activation, bool normalize_rows);
 
   // He-uniform weights (fan-in = input width; for sparse rows, which are unit-norm tf-idf
   // vectors, a fan-in of 1: each row is a unit combination of embeddings), zero biases.
@@ -55,7 +56,11 @@ class Encoder {
   void first_layer_backward(const InputRows& inputs, std::span<const float> dense_batch,
                             const float* grad);
 
+  // 1 / ||row|| when normalising (1 for an all-zero row), else 1.
+  float row_scale(std::span<const float> row) const;
+
   bool sparse_input_;
+  bool normalize_rows_;
   Activation activation_;
   std::vector<DenseLayer> layers_;
   std::vector<float> grad_scratch_[2];  // da of the layers below, during backward

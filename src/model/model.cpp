@@ -18,7 +18,8 @@ struct Model::Impl {
   Impl(const ModelConfig& config_in, const ModelShape& shape_in)
       : config(config_in),
         shape(shape_in),
-        encoder(shape.sparse_input, shape.input_dim, config.hidden, config.activation),
+        encoder(shape.sparse_input, shape.input_dim, config.hidden, config.activation,
+                config.normalize_input),
         output(shape, config.hidden.back(), config.private_features),
         model_to_original(shape.num_labels) {}
 
@@ -253,6 +254,7 @@ Rankings Model::predict(const InputRows& inputs, int k) const {
   rankings.cols = s.num_labels;
   std::vector<float> head_z, tail_z;
   std::vector<std::vector<int32_t>> best(chunk);
+  std::vector<std::vector<float>> best_scores(chunk);
   for (int64_t first = 0; first < inputs.size(); first += chunk) {
     const int64_t B = std::min(chunk, inputs.size() - first);
     InputRows part = inputs;
@@ -264,10 +266,10 @@ Rankings Model::predict(const InputRows& inputs, int k) const {
       model::TopKSelect select(k);
       select.scan(std::span<const float>(head_z.data() + b * H, H), 0);
       select.scan(std::span<const float>(tail_z.data() + b * slots, L_tail), H);
-      best[b] = select.labels();
+      select.take(best[b], best_scores[b]);
       for (int32_t& label : best[b]) label = impl_->model_to_original[label];
     }
-    for (int64_t b = 0; b < B; ++b) rankings.append_row(best[b]);
+    for (int64_t b = 0; b < B; ++b) rankings.append_row(best[b], best_scores[b]);
   }
   return rankings;
 }

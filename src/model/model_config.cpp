@@ -2,6 +2,7 @@
 #include <concepts>
 #include <haste/error.hpp>
 #include <haste/model.hpp>
+#include <limits>
 #include <type_traits>
 
 #include "model/config_json.hpp"
@@ -30,6 +31,7 @@ void visit_fields(Config& c, Visitor& v) {
   v.field("hidden", c.hidden);
   v.enumeration("activation", kActivations, c.activation);
   v.field("dropout", c.dropout);
+  v.field("normalize_input", c.normalize_input);
   v.enumeration("output", kOutputKinds, c.output);
   v.enumeration("head_rule", kHeadRules, c.head_rule);
   v.field("head_fraction", c.head_fraction);
@@ -113,6 +115,10 @@ ModelShape ModelShape::from_json(const Json& json) {
   check(shape.group_size >= 1 && shape.fan_in >= 1 && shape.groups >= 0,
         "model shape: groups = {}, group_size = {}, fan_in = {} are invalid", shape.groups,
         shape.group_size, shape.fan_in);
+  // groups * group_size must not overflow (a corrupt checkpoint's metadata comes through here).
+  check(shape.groups <= std::numeric_limits<int32_t>::max() / shape.group_size,
+        "model shape: {} groups of {} labels are more than a model can hold", shape.groups,
+        shape.group_size);
   check(shape.tail_slots() >= shape.tail_labels() &&
             shape.tail_slots() < shape.tail_labels() + shape.group_size,
         "model shape: {} groups of {} do not hold the {} tail labels", shape.groups,

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <haste/model.hpp>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -178,6 +179,13 @@ TEST(Model, PaddingLabelsAreNeverPredicted) {
   for (int64_t s = model.shape().tail_labels(); s < model.shape().tail_slots(); ++s) bias[s] = 1e6f;
   const Rankings r = model.predict(data, 5);
   for (int32_t label : r.labels) EXPECT_LT(label, 37);
+  // Scores are the logits, best first; no padding slot's 1e6 among them.
+  ASSERT_TRUE(r.has_scores());
+  for (int64_t row = 0; row < r.rows; ++row) {
+    auto scores = r.row_scores(row);
+    EXPECT_TRUE(std::is_sorted(scores.begin(), scores.end(), std::greater<>()));
+    for (float score : scores) EXPECT_LT(score, 1e5f);
+  }
 }
 
 TEST(Model, ConfigJsonRoundTripAndErrors) {
