@@ -6,12 +6,16 @@
 //   cusparse          CSR SpMM with the same sparsity (L x d, k nonzeros per row, bf16)
 //   dense_bottleneck  the FLOPs-matched dense layer [B, k] x [k, L] through cuBLAS (bf16 in,
 //                     fp32 accumulate): the forward GEMM and the two GEMMs of its backward
+//   gsff_topk         fused top-k inference (op topk, top_k 5 and 100) beside gsff_fwd_topk:
+//                     our forward writing z, then our per-row top-k on the materialised z
 // Every row is the median of many runs timed with CUDA events, after warm-up. Inputs are
 // random (a random block replicated over each buffer: never zeros), and the weights exceed L2.
 //
 //   kernel_bench [--shapes B,d,L,k,g;...] [--runs N] [--commit SHA] [--results DIR]
+//                [--ops fwd,topk,...] [--name NAME]
 //
-// Prints a table and writes DIR/kernels-<device>-<yyyymmdd>.json (DESIGN.md 12).
+// Prints a table and writes DIR/<NAME, default kernels>-<device>-<yyyymmdd>.json (DESIGN.md
+// 12); --ops keeps only the rows of the listed ops.
 #include <cublas_v2.h>
 #include <cuda_bf16.h>
 #include <cusparse.h>
@@ -27,6 +31,7 @@
 #include <haste/cuda/device_buffer.hpp>
 #include <haste/cuda/group_shared_cuda.hpp>
 #include <haste/cuda/group_shared_fused.hpp>
+#include <haste/cuda/group_shared_topk.hpp>
 #include <nlohmann/json.hpp>
 #include <numeric>
 #include <optional>
@@ -35,9 +40,13 @@
 #include <string>
 #include <vector>
 
+#include "cuda/event_timer.hpp"
+
 namespace fs = std::filesystem;
 using haste::cuda::bf16;
 using haste::cuda::DeviceBuffer;
+using haste::cuda::EventTimer;
+using haste::cuda::Timing;
 
 namespace {
 
@@ -49,44 +58,6 @@ struct Shape {
   int64_t groups() const { return (L + g - 1) / g; }
   int64_t padded_labels() const { return groups() * g; }
   double flops() const { return 2.0 * static_cast<double>(B * padded_labels() * k); }
-};
-
-struct Timing {
-  double median_ms = 0, p10_ms = 0, p90_ms = 0;
-  int runs = 0;
-};
-
-class EventTimer {
- public:
-  EventTimer() {
-    HASTE_CUDA_CHECK(cudaEventCreate(&start_));
-    HASTE_CUDA_CHECK(cudaEventCreate(&stop_));
-  }
-  ~EventTimer() {
-    cudaEventDestroy(start_);
-    cudaEventDestroy(stop_);
-  }
-  // Warm-up, then `runs` timed calls of `work`, each between two events.
-  Timing time(int runs, const std::function<void()>& work) {
-    for (int i = 0; i < 3; ++i) work();
-    HASTE_CUDA_CHECK(cudaDeviceSynchronize());
-    std::vector<double> ms;
-    for (int i = 0; i < runs; ++i) {
-      HASTE_CUDA_CHECK(cudaEventRecord(start_));
-      work();
-      HASTE_CUDA_CHECK(cudaEventRecord(stop_));
-      HASTE_CUDA_CHECK(cudaEventSynchronize(stop_));
-      float elapsed = 0;
-      HASTE_CUDA_CHECK(cudaEventElapsedTime(&elapsed, start_, stop_));
-      ms.push_back(elapsed);
-    }
-    std::sort(ms.begin(), ms.end());
-    auto at = [&](double q) { return ms[static_cast<size_t>(q * (ms.size() - 1) + 0.5)]; };
-    return {at(0.5), at(0.1), at(0.9), runs};
-  }
-
- private:
-  cudaEvent_t start_{}, stop_{};
 };
 
 // Fills a device buffer with random values: one random block uploaded, then copied over the
@@ -128,11 +99,18 @@ struct Row {
   std::optional<Timing> timing;
   double bytes = 0;
   std::string error;
+  int top_k = 0;  // op topk: labels kept per row
 };
+
+// --ops: the ops to measure (empty: all).
+std::vector<std::string> selected_ops;
 
 // Runs `work` and records a row, or the error that stopped it.
 void measure(std::vector<Row>& rows, EventTimer& timer, const Shape& shape, std::string impl,
              std::string op, double bytes, int runs, const std::function<void()>& work) {
+  if (!selected_ops.empty() &&
+      std::find(selected_ops.begin(), selected_ops.end(), op) == selected_ops.end())
+    return;
   Row row{shape, std::move(impl), std::move(op), std::nullopt, bytes, ""};
   try {
     row.timing = timer.time(runs, work);
@@ -171,6 +149,40 @@ void bench_fused(const Shape& s, const haste::cuda::GroupSharedDevice& layer,
             haste::cuda::group_shared_fused_train(layer, s.B, h_t.data(), targets, dweights.data(),
                                                   dbias.data(), dh_t.data(), loss.data(), nullptr);
           });
+}
+
+// Top-k inference over the tail (all L labels), k = 5 and 100: the fused kernel (z never
+// written) against our forward writing z plus our per-row top-k over z as dense logits.
+void bench_topk(const Shape& s, const haste::cuda::GroupSharedDevice& layer,
+                const DeviceBuffer<bf16>& h_t, DeviceBuffer<bf16>& z, int runs, EventTimer& timer,
+                std::vector<Row>& rows) {
+  const int64_t L = layer.shape.labels();
+  const double read_bytes = 2.0 * L * s.k + 4.0 * L + 4.0 * layer.shape.G * s.k + 2.0 * s.d * s.B;
+  for (int top_k : {5, 100}) {
+    haste::cuda::TopKGpu fused(top_k), unfused(top_k);
+    DeviceBuffer<float> scores(s.B * top_k);
+    DeviceBuffer<int32_t> labels(s.B * top_k);
+    haste::cuda::TopKInputs tail;
+    tail.B = s.B;
+    tail.tail = layer;
+    tail.tail_labels = s.L;
+    tail.hT = h_t.data();
+    haste::cuda::TopKInputs dense;
+    dense.B = s.B;
+    dense.H = s.L;
+    dense.head_logits = z.data();
+    dense.head_ld = L;
+    auto time_topk = [&](const char* impl, double bytes, const std::function<void()>& work) {
+      measure(rows, timer, s, impl, "topk", bytes, runs, work);
+      if (!rows.empty() && rows.back().op == "topk") rows.back().top_k = top_k;
+    };
+    time_topk("gsff_topk", read_bytes,
+              [&] { fused.run(tail, scores.data(), labels.data(), nullptr); });
+    time_topk("gsff_fwd_topk", read_bytes + 4.0 * s.B * L, [&] {
+      haste::cuda::group_shared_forward(layer, s.B, h_t.data(), z.data(), nullptr);
+      unfused.run(dense, scores.data(), labels.data(), nullptr);
+    });
+  }
 }
 
 void bench_shape(const Shape& s, int runs, cublasHandle_t cublas, cusparseHandle_t cusparse,
@@ -219,6 +231,7 @@ void bench_shape(const Shape& s, int runs, cublasHandle_t cublas, cusparseHandle
             });
     if (g != 1) {
       bench_fused(s, layer, h_t, dweights, dbias, dh_t, runs, timer, engine, rows);
+      bench_topk(s, layer, h_t, z, runs, timer, rows);
       continue;
     }
 
@@ -351,6 +364,7 @@ int main(int argc, char** argv) try {
   int runs = 100;
   std::string commit = "unknown";
   fs::path results = fs::path(HASTE_SOURCE_DIR) / "bench/results";
+  std::string name = "kernels", ops_text;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
     auto value = [&]() -> std::string {
@@ -365,9 +379,16 @@ int main(int argc, char** argv) try {
       commit = value();
     else if (arg == "--results")
       results = value();
-    else
+    else if (arg == "--name")
+      name = value();
+    else if (arg == "--ops") {
+      ops_text = value();
+      std::stringstream list(ops_text);
+      for (std::string op; std::getline(list, op, ',');) selected_ops.push_back(op);
+    } else
       haste::fail(
-          "usage: kernel_bench [--shapes B,d,L,k,g;...] [--runs N] [--commit SHA] [--results DIR]");
+          "usage: kernel_bench [--shapes B,d,L,k,g;...] [--runs N] [--commit SHA] [--results DIR] "
+          "[--ops fwd,topk,...] [--name NAME]");
   }
   cudaDeviceProp prop{};
   HASTE_CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
@@ -393,11 +414,12 @@ int main(int argc, char** argv) try {
     return 0;
   };
   nlohmann::ordered_json json = {
-      {"bench", "kernels"},
+      {"bench", name},
       {"device", prop.name},
       {"commit", commit},
       {"date", today("%Y-%m-%d")},
-      {"command", "kernel_bench --shapes '" + shapes_text + "' --runs " + std::to_string(runs)},
+      {"command", "kernel_bench --shapes '" + shapes_text + "' --runs " + std::to_string(runs) +
+                      (ops_text.empty() ? "" : " --ops " + ops_text + " --name " + name)},
       {"rows", nlohmann::ordered_json::array()}};
   fmt::print("\n{:>28} {:>17} {:>7} {:>9} {:>8} {:>8} {:>10}\n", "shape B,d,L,k,g", "impl", "op",
              "ms", "TFLOP/s", "GB/s", "x dense");
@@ -410,11 +432,13 @@ int main(int argc, char** argv) try {
                                       {"g", row.shape.g}}},
                                     {"impl", row.impl},
                                     {"op", row.op}};
+    if (row.top_k > 0) entry["top_k"] = row.top_k;
+    const std::string op = row.top_k > 0 ? fmt::format("{}{}", row.op, row.top_k) : row.op;
     const std::string shape = fmt::format("{},{},{},{},{}", row.shape.B, row.shape.d, row.shape.L,
                                           row.shape.k, row.shape.g);
     if (!row.timing) {
       entry["error"] = row.error;
-      fmt::print("{:>28} {:>17} {:>7} error: {}\n", shape, row.impl, row.op, row.error);
+      fmt::print("{:>28} {:>17} {:>7} error: {}\n", shape, row.impl, op, row.error);
     } else {
       const Timing& t = *row.timing;
       const double tflops = ops(row) / (t.median_ms * 1e9);
@@ -429,14 +453,14 @@ int main(int argc, char** argv) try {
                     {"gbps", gbps},
                     {"peak_mem_bytes", 0},
                     {"time_over_dense_bottleneck", ratio}});
-      fmt::print("{:>28} {:>17} {:>7} {:>9.4f} {:>8.1f} {:>8.0f} {:>10.2f}\n", shape, row.impl,
-                 row.op, t.median_ms, tflops, gbps, ratio);
+      fmt::print("{:>28} {:>17} {:>7} {:>9.4f} {:>8.1f} {:>8.0f} {:>10.2f}\n", shape, row.impl, op,
+                 t.median_ms, tflops, gbps, ratio);
     }
     json["rows"].push_back(entry);
   }
   fs::create_directories(results);
   const fs::path out =
-      results / fmt::format("kernels-{}-{}.json", slug(prop.name), today("%Y%m%d"));
+      results / fmt::format("{}-{}-{}.json", name, slug(prop.name), today("%Y%m%d"));
   std::ofstream(out) << json.dump(2) << "\n";
   fmt::print("\nwrote {}\n", out.string());
   cublasDestroy(cublas);

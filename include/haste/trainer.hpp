@@ -93,4 +93,20 @@ class Trainer {
 // The row order of epoch `epoch` (0-based) for `rows` rows: a permutation seeded by (seed, epoch).
 std::vector<int64_t> epoch_order(int64_t rows, uint64_t seed, int epoch);
 
+class Progress;
+
+// The progress line of the CPU and GPU loops: `done` of `rows` rows, the mean loss so far and
+// the rows per second over `seconds`.
+void show_progress(Progress& progress, int64_t done, int64_t rows, double mean_loss,
+                   double seconds);
+
+// The end of an epoch in the CPU and GPU loops alike: the evaluation on `test` (when given and
+// configured; propensities from the training labels) into `report`, then the callback.
+void finish_epoch(const TrainConfig& config, const Model& model, const Dataset* test,
+                  const std::vector<double>& propensities, EpochReport& report,
+                  const std::function<void(const EpochReport&)>& on_epoch_end);
+
+// The dropout seed of step `step` (0-based) of a run seeded `seed` (CPU and GPU loops alike).
+uint64_t dropout_seed(uint64_t seed, int64_t step);
+
 }  // namespace haste

@@ -61,6 +61,8 @@ void group_shared_fused_train(const GroupSharedDevice& layer, int64_t B, const b
   args.inv_batch = 1.f / static_cast<float>(B);
   args.targets = targets;
   args.loss = loss;
+  // The kernel adds every block's dbias partial with atomics.
+  HASTE_CUDA_CHECK(cudaMemsetAsync(dbias, 0, layer.shape.labels() * sizeof(float), stream));
   for (int64_t begin = 0; begin < B; begin += kFusedTrainRows) {
     args.batch_begin = begin;
     args.batch_rows = static_cast<int>(std::min(kFusedTrainRows, B - begin));

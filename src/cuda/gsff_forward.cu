@@ -5,7 +5,10 @@
 // is then free, because ldmatrix takes one row address per lane and each row is simply the
 // feature idx[G][j]. Groups stream through a 4-deep cp.async pipeline (weights + indices of a
 // few groups per stage), and each warp computes 16 batch rows x some labels of a stage with
-// mma.m16n8k16 (M = batch, N = labels, K = fan-in), adding the bias in fp32 and writing z.
+// mma.m16n8k16 (M = batch, N = labels, K = fan-in) and adds the bias in fp32. The stage's
+// z tile ([64 rows][stage labels] bf16) goes through shared memory (two buffers) and leaves
+// as whole 16-byte pieces of z rows, one stage later: written straight from the fragments,
+// each store covered 16-byte pieces of 8 rows (v4).
 // Floor (shape 1 of bench/NOTES.md): read W once (86 MB) and write z once (343 MB).
 #include "cuda/gsff_products.cuh"
 #include "cuda/gsff_tiling.cuh"
@@ -23,9 +26,14 @@ template <int kG, int kK>
 using ForwardStage = GroupStage<kG, kK, 4096>;
 
 template <int kG, int kK>
+__host__ __device__ constexpr size_t z_tile_bytes() {
+  return kBatchTile * ForwardStage<kG, kK>::kLabels * 2;
+}
+template <int kG, int kK>
 constexpr size_t forward_shared_bytes(int64_t d) {
   using Stage = ForwardStage<kG, kK>;
-  return static_cast<size_t>(d) * kBatchTile * 2 + kStages * Stage::kBufferBytes;
+  return static_cast<size_t>(d) * kBatchTile * 2 + kStages * Stage::kBufferBytes +
+         2 * z_tile_bytes<kG, kK>();
 }
 
 template <int kG, int kK>
@@ -38,6 +46,11 @@ __global__ void __launch_bounds__(kThreads)
   const SwizzledTile<kBatchChunks> h_tile{reinterpret_cast<bf16*>(shared)};
   uint8_t* stage_memory = shared + a.d * kBatchTile * 2;
   auto buffer_at = [&](int buffer) { return stage_memory + buffer * Stage::kBufferBytes; };
+  using ZTile = SwizzledTile<Stage::kLabelChunks>;  // [kBatchTile rows][stage labels]
+  auto z_tile_at = [&](int64_t stage) {
+    return ZTile{reinterpret_cast<bf16*>(stage_memory + kStages * Stage::kBufferBytes +
+                                         stage % 2 * z_tile_bytes<kG, kK>())};
+  };
 
   const BatchTileWork work = batch_tile_work(batch_tiles, stages);
   const int b0 = work.batch_tile * kBatchTile;
@@ -50,8 +63,24 @@ __global__ void __launch_bounds__(kThreads)
 
   auto load = [&](int64_t stage, int buffer) { Stage::load(buffer_at(buffer), stage, a); };
 
+  // Block-wide, after a barrier: writes stage `stage`'s z tile to z, 16 bytes per thread.
+  auto store_z = [&](int64_t stage) {
+    const ZTile tile = z_tile_at(stage);
+    const int chunks = Stage::groups_in(stage, a.G) * kG / 8;
+    bf16* first = a.z + b0 * L + stage * Stage::kLabels;
+    for (int i = threadIdx.x; i < rows * chunks; i += kThreads) {
+      const int row = i / chunks, chunk = i % chunks;
+      *reinterpret_cast<uint4*>(first + row * L + chunk * 8) =
+          *reinterpret_cast<const uint4*>(tile.chunk_pointer(row, chunk));
+    }
+  };
+
   const int warp = threadIdx.x / kWarpSize, lane = threadIdx.x % kWarpSize;
   auto compute = [&](int64_t stage, int buffer) {
+    // The pipeline's barrier ended the previous stage's tile writes (and the stores of the
+    // stage before it, which used this stage's tile buffer).
+    if (stage > work.stage_begin) store_z(stage - 1);
+    const ZTile z_tile = z_tile_at(stage);
     const auto weights = Stage::weights_in(buffer_at(buffer));
     const int32_t* indices = Stage::indices_in(buffer_at(buffer));
     const int groups = Stage::groups_in(stage, a.G);
@@ -63,18 +92,19 @@ __global__ void __launch_bounds__(kThreads)
                        item.m_tile, item.first_n_tile, lane);
 #pragma unroll
       for (int n = 0; n < Item::kNTilesPerItem; ++n) {
-        const int64_t label = (stage * Stage::kGroups + item.group) * kG +
-                              (item.first_n_tile + n) * 8 + 2 * (lane % 4);
-        const int64_t row = b0 + item.m_tile * 16 + lane / 4;
-        const float2 bias = *reinterpret_cast<const float2*>(a.bias + label);
-        *reinterpret_cast<uint32_t*>(a.z + row * L + label) =
+        const int label = item.group * kG + (item.first_n_tile + n) * 8 + 2 * (lane % 4);
+        const int row = item.m_tile * 16 + lane / 4;
+        const float2 bias =
+            *reinterpret_cast<const float2*>(a.bias + stage * Stage::kLabels + label);
+        *reinterpret_cast<uint32_t*>(z_tile.chunk_pointer(row, label / 8) + label % 8) =
             pack_bf16x2(acc[n].r[0] + bias.x, acc[n].r[1] + bias.y);
-        *reinterpret_cast<uint32_t*>(a.z + (row + 8) * L + label) =
+        *reinterpret_cast<uint32_t*>(z_tile.chunk_pointer(row + 8, label / 8) + label % 8) =
             pack_bf16x2(acc[n].r[2] + bias.x, acc[n].r[3] + bias.y);
       }
     }
   };
   run_pipeline<kStages>(work.stage_begin, work.stage_end, load, compute);
+  if (work.stage_end > work.stage_begin) store_z(work.stage_end - 1);  // after its barrier
 }
 
 }  // namespace

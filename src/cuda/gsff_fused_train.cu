@@ -3,22 +3,25 @@
 //
 // Tiling: a thread-block cluster of up to 8 blocks covers up to 256 batch rows, 32 per block,
 // and a range of stages (groups of up to 8192 weights each). Every block keeps its slice of hT
-// ([d, 32] bf16) and of the dh accumulator ([d, 32] fp32) in shared memory for the whole run,
-// as the forward and backward-to-inputs kernels do, and streams the stage's weights through a
-// cp.async pipeline. Per stage:
-//   1. the last warp zeroes the [32, labels] dZ tile and its lane r places row r's positive
-//      targets of the stage (each row walks its sorted CSR row once over the whole run),
-//      during the previous stage's step 4;
-//   2. all warps compute the logits tile (mma), add the bias, and turn it into the loss and
-//      dZ = (sigmoid(z) - y) / B in registers; dZ replaces the targets in the tile, as bf16;
-//   3. warps 0-7 add dHg = dZg Wg into the dh accumulator (an 8-column batch slice and half of
-//      each group's slots per warp, the two halves of a slice kept a group apart, so no two
-//      warps touch one element at once), while warps 8-15 compute this block's partial
-//      dWg^T = Hg^T dZg (K = its 32 rows) and the dbias column sums into shared memory;
-//   4. after a cluster barrier, block r of the cluster sums slice r of every block's partials
-//      through distributed shared memory and writes dW (bf16) and dbias once.
-// Two cluster barriers per stage: "partials complete" before step 4 and "partials read"
-// (split arrive / wait, the wait deferred to the next stage's step 3).
+// ([d, 32] bf16) and of the dh accumulator ([d, 32] fp32) in shared memory for the whole run.
+// The block is two teams of 8 warps that work on consecutive stages at once (fused v4; in v3
+// every phase waited for the one before, and ncu showed warps idle on barriers):
+//   logits team, stage s + 1: streams the stage's weights (cp.async, 3 buffers), computes the
+//     logits (mma), then the loss and dZ = sigmoid(z) / B as if every target were 0
+//     (branch-free) into a dZ tile (bf16), and adds its dbias partial with global atomics;
+//     lane r of its first warp then recomputes the few logits of row r that have a target and
+//     corrects their loss, dZ and dbias;
+//   gradient team, stage s: warps 0-3 add dHg = dZg Wg into the dh accumulator (one 8-column
+//     batch slice each, so no two warps touch one element), warps 4-7 compute this block's
+//     partial dWg = dZg^T Hg (K = its 32 rows; bf16); after a cluster barrier, block r of the
+//     cluster sums slice r of every block's partials through distributed shared memory and
+//     writes dW once.
+// Floor (bench/NOTES.md, shape 1): 3 products of 22 GFLOP, 0.083 ms at the measured bf16 rate;
+// fused v4 is at 1.44 ms, latency-bound (ncu: 9.6 cycles per issued instruction, 16 warps).
+// The dZ tile is double-buffered. The logits team takes part in the gradient team's two
+// cluster barriers of the stage before (arriving at the first as it starts), then both teams
+// meet at a hand-over barrier: the logits team runs one stage ahead, and its next weight load
+// and dZ tile reuse only buffers the gradient team has finished with.
 #include <cooperative_groups.h>
 
 #include <climits>
@@ -33,33 +36,33 @@ namespace {
 namespace cg = cooperative_groups;
 
 constexpr int kRows = 32;  // batch rows of one block
-// 16 warps: with one block per multiprocessor, every phase of a stage is latency-bound, so
-// twice the warps of v2 each issue half the instructions and hide each other's latency (v3).
-constexpr int kWarps = 16;
-constexpr int kThreads = kWarps * kWarpSize;
-// Warps 0-7 add dh: warp w owns batch n-tile w % 4 and half w / 4 of every group's slots;
-// warps 8-15 compute the dW partials.
-constexpr int kBatchNTiles = kRows / 8;
-constexpr int kInputWarps = 2 * kBatchNTiles;
-
-// Synchronises the two dh warps of batch n-tile `n_tile` (named barriers 1-4; 0 is
-// __syncthreads).
-__device__ inline void sync_input_pair(int n_tile) {
-  asm volatile("bar.sync %0, %1;\n" ::"r"(1 + n_tile), "n"(2 * kWarpSize) : "memory");
-}
+constexpr int kTeamWarps = 8;
+constexpr int kTeamThreads = kTeamWarps * kWarpSize;
+constexpr int kThreads = 2 * kTeamThreads;  // warps 0-7: logits team; 8-15: gradient team
+constexpr int kBatchNTiles = kRows / 8;     // dh: gradient warp w < 4 owns batch n-tile w
 constexpr int kMaxRanks = kFusedTrainRows / kRows;
 static_assert(kFusedTrainRows % kRows == 0 && kMaxRanks <= 8,
               "a cluster holds at most 8 blocks (the portable cluster size)");
 
-// Dynamic shared memory: stage buffers, the dZ tile (which first holds the stage's targets),
-// the dW / dbias partials, then the d-sized hT slice and dh accumulator.
+// Named barriers (0 is __syncthreads): the logits team's own, and the hand-over of a stage
+// between the teams (both wait: racecheck does not see a bar.arrive as ordering).
+enum Barrier : int { kLogitsTeam = 1, kHandOver = 2 };
+template <int kId, int kCount>
+__device__ inline void named_sync() {
+  asm volatile("bar.sync %0, %1;\n" ::"n"(kId), "n"(kCount) : "memory");
+}
+
+// Dynamic shared memory: 3 stage buffers, 2 dZ tiles, the bf16 dW partials, then the d-sized
+// hT slice and dh accumulator (at g = 32, k = 64, d = 768: exactly the 227 KB a block gets). The
+// logits team loads stage s + 1 while the gradient team still reads stage s - 1, hence 3 buffers.
 template <int kG, int kK, int kStageWeights>
 struct FusedLayout {
   using Stage = GroupStage<kG, kK, kStageWeights>;
-  static constexpr int kDepth = Stage::kWeightBytes > 8192 ? 2 : 3;
+  static constexpr int kDepth = 3;
+  static constexpr size_t kDzTileBytes = kRows * Stage::kLabels * 2;
   static constexpr size_t kDz = kDepth * Stage::kBufferBytes;
-  static constexpr size_t kPartials = kDz + kRows * Stage::kLabels * 2;
-  static constexpr size_t kHTile = kPartials + (Stage::kLabels * kK + Stage::kLabels) * 4;
+  static constexpr size_t kPartials = kDz + 2 * kDzTileBytes;
+  static constexpr size_t kHTile = kPartials + Stage::kLabels * kK * 2;
   __host__ __device__ static constexpr size_t accumulator(int64_t d) {
     return kHTile + d * kRows * 2;
   }
@@ -69,8 +72,8 @@ struct FusedLayout {
 };
 
 // The largest stage whose layout fits in the H100's 227 KB of shared memory per block at
-// d = 768: every stage costs a fixed chain of block and cluster barriers, so fewer, larger
-// stages spend less time waiting per weight (fused v3: 8192 weights where they fit).
+// d = 768: every stage costs a fixed chain of barriers, so fewer, larger stages spend less
+// time waiting per weight (fused v3: 8192 weights where they fit).
 constexpr int64_t kLargestFusedD = 768;
 constexpr size_t kSharedBytesPerBlock = 227 * 1024;
 template <int kG, int kK>
@@ -78,40 +81,58 @@ using FusedLayoutOf =
     std::conditional_t<FusedLayout<kG, kK, 8192>::bytes(kLargestFusedD) <= kSharedBytesPerBlock,
                        FusedLayout<kG, kK, 8192>, FusedLayout<kG, kK, 4096>>;
 
-// The dW partials are [labels][kK] fp32 with each row's 4-slot quads XOR-swizzled by the
-// label: with the plain stride kK, the 4 labels of one fragment store all hit one bank (ncu:
-// 40% of shared-memory wavefronts were conflicts); quads stay whole for the float4 reduction.
-template <int kK>
-__device__ inline int partial_quad(int label, int quad) {
-  static_assert(kK / 4 >= 8, "the swizzle flips the low 3 bits of the quad");
-  return label * (kK / 4) + (quad ^ (label & 7));
-}
-template <int kK>
-__device__ inline int partial_index(int label, int slot) {
-  return partial_quad<kK>(label, slot / 4) * 4 + slot % 4;
-}
-
-// Publishes this block's shared-memory writes (the partials) to the cluster.
-__device__ inline void cluster_arrive() {
+__device__ inline void cluster_arrive_release() {
   asm volatile("barrier.cluster.arrive.release.aligned;\n" ::: "memory");
 }
-// Only says "done reading the other blocks' partials": those loads have returned (their sums
-// are stored before this), so nothing needs publishing. A release here waited for the
-// stage's dW stores to reach L2 (ncu: 17% of stalls on its membar, fused v3).
-__device__ inline void cluster_arrive_after_reads() {
+// For arrivals that publish nothing another block reads (after reading the other blocks'
+// partials, or from the logits team): a release here waited for the stage's dW stores to
+// reach L2 (ncu: 17% of stalls on its membar, fused v3).
+__device__ inline void cluster_arrive_relaxed() {
   asm volatile("barrier.cluster.arrive.relaxed.aligned;\n" ::: "memory");
 }
 __device__ inline void cluster_wait() {
   asm volatile("barrier.cluster.wait.acquire.aligned;\n" ::: "memory");
 }
 
-// log(1 + exp(z)) and sigmoid(z) - y without overflow; for y = 1 the latter is -sigmoid(-z),
-// which keeps its precision where sigmoid(z) rounds to 1 (as on the CPU). Each is a few
-// multi-function-unit instructions (exp2, log2, fast division): the loss is computed for every
-// one of the B x L logits, so accurate libm calls here made the kernel issue-bound (v1).
-__device__ inline float softplus(float z) {
-  return fmaxf(z, 0.f) + __logf(1.f + __expf(-fabsf(z)));
+// The multi-function unit's approximations (flush-to-zero: no subnormal fix-ups).
+__device__ inline float fast_exp2(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+  return y;
 }
+__device__ inline float fast_log2(float x) {
+  float y;
+  asm("lg2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+  return y;
+}
+__device__ inline float fast_reciprocal(float x) {
+  float y;
+  asm("rcp.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+  return y;
+}
+
+// The loss of one logit is softplus(z) - z y = linear + ln(2) log2_part with linear =
+// max(z, 0) - z y and log2_part = log2(1 + e^-|z|); each thread sums the two parts apart.
+struct LossParts {
+  float linear = 0.f, log2_part = 0.f;
+};
+constexpr float kLog2E = 1.4426950408889634f, kLn2 = 0.6931471805599453f;
+
+// dZ of a logit whose target is 0 (all but a handful of the B x L): sigmoid(z) / B, and its
+// loss softplus(z) added to `loss`. Branch-free, one exp2, one log2 and one reciprocal, so
+// that the many independent logits of a warp overlap (fused v4; per-element branches on the
+// target and the label bound made v3's epilogue a serial chain). Targets are fixed up after.
+__device__ inline float zero_target_gradient(float z, float inv_batch, LossParts& loss) {
+  const float e = fast_exp2(-fabsf(z) * kLog2E);  // in (0, 1]: no overflow
+  const float p = 1.f + e;
+  loss.log2_part += fast_log2(p);
+  loss.linear += fmaxf(z, 0.f);
+  const float r = fast_reciprocal(p) * inv_batch;
+  return z >= 0.f ? r : e * r;
+}
+
+// sigmoid(z) - y without overflow; for y = 1 it is -sigmoid(-z), which keeps its precision
+// where sigmoid(z) rounds to 1 (as on the CPU). For the few logits with a target.
 __device__ inline float sigmoid(float z) {
   const float e = __expf(-fabsf(z));  // in (0, 1]: no overflow
   return __fdividef(z >= 0 ? 1.f : e, 1.f + e);
@@ -120,8 +141,8 @@ __device__ inline float sigmoid_minus(float z, float y) {
   return y == 1.f ? -sigmoid(-z) : sigmoid(z) - y;
 }
 
-// Walks one batch row's sorted CSR targets over consecutive stages: place() writes the
-// targets of a stage into the row's line of the target tile and moves past them.
+// Walks one batch row's sorted CSR targets over consecutive stages: visit() hands the targets
+// of a stage to a function and moves past them.
 struct TargetCursor {
   const TailTargetsDevice* targets = nullptr;
   int64_t position = 0, end = 0, next_column = LLONG_MAX;
@@ -146,26 +167,72 @@ struct TargetCursor {
     position = at;
     next_column = at < end ? targets->indices[at] : LLONG_MAX;
   }
-  // Targets of tail labels [label0, label_end) go to tile (row, label - label0).
-  template <typename Tile>
-  __device__ void place(int64_t label0, int64_t label_end, const Tile& tile, int row) {
+  // Calls visit(label - label0, value) for the targets of tail labels [label0, label_end).
+  template <typename Visit>
+  __device__ void visit(int64_t label0, int64_t label_end, Visit&& visit) {
     const int64_t column0 = targets->range.first + label0;
     while (next_column < targets->range.first + label_end) {
       const float value = targets->values ? targets->values[position] : 1.f;
-      const int label = static_cast<int>(next_column - column0);
-      tile.chunk_pointer(row, label / 8)[label % 8] = __float2bfloat16(value);
+      visit(static_cast<int>(next_column - column0), value);
       advance_to(position + 1);
     }
   }
 };
+
+// Partial dWg = dZg^T Hg of one block's rows for labels m_tile*16 .. +15 of a group (M =
+// labels, K = batch rows, N = slots) and slots n_tile0*8 .. + kNTiles*8, into `partials`
+// ([labels][kK] bf16, so the cluster reduction reads whole 16-byte pieces of dW rows).
+template <int kG, int kK, int kNTiles, typename DzTile, typename HTile, typename PartialTile>
+__device__ void partial_weight_gradient(const DzTile& dz, const HTile& h_tile,
+                                        const int32_t* group_indices, const PartialTile& partials,
+                                        int label0, int m_tile, int n_tile0, int rows, int lane) {
+  static_assert(kNTiles % 2 == 0, "B fragments come in pairs of slot n-tiles");
+  const int matrix = lane / 8, row = lane % 8;
+  const int first_label = label0 + m_tile * 16;
+  FragC acc[kNTiles];
+#pragma unroll
+  for (int ks = 0; ks < kRows / 16; ++ks) {
+    if (ks * 16 >= rows) break;
+    // A = dZg^T: labels x batch, stored as batch rows of dz (transposed for the fragment);
+    // for g = 8 labels 8-15 do not exist (a1 = a3 = 0).
+    FragA a;
+    if constexpr (kG == 8) {
+      load_matrix_x2_trans(a.r[0], a.r[2],
+                           dz.chunk_address(ks * 16 + 8 * (matrix % 2) + row, first_label / 8));
+    } else {
+      load_matrix_x4_trans(
+          a.r, dz.chunk_address(ks * 16 + 8 * (matrix / 2) + row, first_label / 8 + matrix % 2));
+    }
+#pragma unroll
+    for (int n = 0; n < kNTiles; n += 2) {
+      // B = Hg: batch x slots, stored as the slots' feature rows of h_tile.
+      const int slot = (n_tile0 + n) * 8 + 8 * (matrix / 2) + row;
+      uint32_t b[4];
+      load_matrix_x4(b, h_tile.chunk_address(group_indices[slot], ks * 2 + matrix % 2));
+      mma(acc[n], a, FragB{{b[0], b[1]}});
+      mma(acc[n + 1], a, FragB{{b[2], b[3]}});
+    }
+  }
+  const int label = first_label + lane / 4;
+#pragma unroll
+  for (int n = 0; n < kNTiles; ++n) {
+    const int slot = (n_tile0 + n) * 8 + 2 * (lane % 4);
+    *reinterpret_cast<uint32_t*>(partials.chunk_pointer(label, slot / 8) + slot % 8) =
+        pack_bf16x2(acc[n].r[0], acc[n].r[1]);
+    if constexpr (kG > 8)
+      *reinterpret_cast<uint32_t*>(partials.chunk_pointer(label + 8, slot / 8) + slot % 8) =
+          pack_bf16x2(acc[n].r[2], acc[n].r[3]);
+  }
+}
 
 template <int kG, int kK>
 __global__ void __launch_bounds__(kThreads, 1)
     gsff_fused_train_kernel(FusedTrainArgs f, int64_t stages) {
   using Layout = FusedLayoutOf<kG, kK>;
   using Stage = typename Layout::Stage;
-  using Item = LogitItem<Stage::kGroups, kG, kRows / 16, kWarps>;
+  using Item = LogitItem<Stage::kGroups, kG, kRows / 16, kTeamWarps>;
   using LabelTile = SwizzledTile<Stage::kLabelChunks>;  // [32 batch rows][stage labels]
+  using PartialTile = SwizzledTile<kK / 8>;             // [stage labels][kK]
   constexpr int kLabels = Stage::kLabels;
   const GroupSharedArgs& a = f.layer;
   const cg::cluster_group cluster = cg::this_cluster();
@@ -173,11 +240,14 @@ __global__ void __launch_bounds__(kThreads, 1)
   const int ranks = static_cast<int>(cluster.num_blocks());
 
   extern __shared__ __align__(128) uint8_t shared[];
-  auto buffer_at = [&](int buffer) { return shared + buffer * Stage::kBufferBytes; };
-  // [32 rows][kLabels]: targets, then each element's dZ in place of its target; zero between.
-  const LabelTile dz_tile{reinterpret_cast<bf16*>(shared + Layout::kDz)};
-  float* partial_weights = reinterpret_cast<float*>(shared + Layout::kPartials);  // [kLabels][kK]
-  float* partial_bias = partial_weights + kLabels * kK;                           // [kLabels]
+  auto buffer_at = [&](int64_t step) {
+    return shared + step % Layout::kDepth * Stage::kBufferBytes;
+  };
+  auto dz_tile_at = [&](int64_t step) {
+    return LabelTile{
+        reinterpret_cast<bf16*>(shared + Layout::kDz + step % 2 * Layout::kDzTileBytes)};
+  };
+  const PartialTile partials{reinterpret_cast<bf16*>(shared + Layout::kPartials)};
   const SwizzledTile<kRows / 8> h_tile{reinterpret_cast<bf16*>(shared + Layout::kHTile)};
   const FeatureAccumulator<kRows> accumulator{
       reinterpret_cast<float*>(shared + Layout::accumulator(a.d))};
@@ -186,208 +256,237 @@ __global__ void __launch_bounds__(kThreads, 1)
   const int rows = f.batch_rows - rank * kRows < kRows ? f.batch_rows - rank * kRows : kRows;
   const int clusters = gridDim.x / ranks, cluster_index = blockIdx.x / ranks;
   const int64_t stage_begin = stages * cluster_index / clusters;
-  const int64_t stage_end = stages * (cluster_index + 1) / clusters;
+  const int64_t steps = stages * (cluster_index + 1) / clusters - stage_begin;
 
   const int warp = threadIdx.x / kWarpSize, lane = threadIdx.x % kWarpSize;
-  // The last warp prepares each stage's target tile while the others reduce the previous
-  // stage (with 8 blocks it has no dW slice there): it zeroes the tile, then lane r places
-  // row r's targets. The pipeline's barrier publishes the tile before the logits read it.
-  constexpr int kTargetWarp = kWarps - 1;
-  TargetCursor cursor = warp == kTargetWarp && lane < rows
-                            ? TargetCursor(f.targets, b0 + lane, stage_begin * kLabels)
-                            : TargetCursor{};
-  auto prepare_targets = [&](int64_t stage) {
-    uint4* tile = reinterpret_cast<uint4*>(dz_tile.base);
-    for (int i = lane; i < kRows * Stage::kLabelChunks; i += kWarpSize)
-      tile[i] = make_uint4(0, 0, 0, 0);
-    __syncwarp();
-    if (lane < rows && stage < stage_end) {
-      const int64_t label0 = stage * kLabels;
-      cursor.place(label0, label0 + Stage::groups_in(stage, a.G) * kG, dz_tile, lane);
-    }
-  };
-  if (warp == kTargetWarp) prepare_targets(stage_begin);
+  const int team_warp = warp % kTeamWarps;
+  const bool logits_team = warp < kTeamWarps;
+
   accumulator.zero(a.d);
   load_rows_async(h_tile, static_cast<int>(a.d), rows / 8,
                   [&](int feature) { return a.hT + feature * a.B + b0; });
-  cluster_arrive_after_reads();  // pairs with the first stage's "partials read" wait
+  commit_async_copies();
+  wait_async_copies<0>();
+  __syncthreads();
+  cluster_arrive_relaxed();  // pairs with the first stage's "partials read" wait
 
-  const int matrix = lane / 8, row = lane % 8;
-  float loss = 0.f;  // this thread's share, before the 1 / B
+  LossParts loss;  // this thread's share, before the 1 / B
+  if (logits_team) {
+    // Warp 0's lane r walks row r's targets.
+    TargetCursor cursor = team_warp == 0 && lane < rows
+                              ? TargetCursor(f.targets, b0 + lane, stage_begin * kLabels)
+                              : TargetCursor{};
+    auto load = [&](int64_t step) {
+      if (step < steps)
+        Stage::load(buffer_at(step), stage_begin + step, a, threadIdx.x, kTeamThreads);
+      commit_async_copies();
+    };
+    // This team's part in the gradient team's two cluster barriers of a stage: it arrives at
+    // "partials complete" as soon as it starts its next stage (arriving only after it, as
+    // in the first v4 version, held every block's reduction until the logits were done).
+    auto arrive_partials_complete = [] {
+      cluster_wait();  // "partials read" of the stage before
+      cluster_arrive_relaxed();
+    };
+    auto arrive_partials_read = [] {
+      cluster_wait();
+      cluster_arrive_relaxed();
+    };
+    load(0);
+    for (int64_t step = 0; step < steps; ++step) {
+      const int64_t stage = stage_begin + step;
+      // Stage step + 1 goes to the buffer of step - 2, which the gradient team finished before
+      // the hand-over at the end of the previous step.
+      load(step + 1);
+      if (step >= 1) arrive_partials_complete();  // of stage step - 1
+      const LabelTile dz_tile = dz_tile_at(step);
+      const int groups = Stage::groups_in(stage, a.G);
+      const int labels = groups * kG;
+      const int64_t labels_left = f.targets.range.count - stage * kLabels;
+      const int real_labels = static_cast<int>(labels_left < 0        ? 0
+                                               : labels_left < labels ? labels_left
+                                                                      : labels);
+      const auto weights = Stage::weights_in(buffer_at(step));
+      const int32_t* indices = Stage::indices_in(buffer_at(step));
+      wait_async_copies<1>();
+      named_sync<kLogitsTeam, kTeamThreads>();  // the stage's weights are in place
 
-  // Step 2 for one logits fragment pair: (row, label) and (row, label + 1) of the stage, whose
-  // first `real_labels` labels are real (the rest pad the last group). The pair's targets sit
-  // where its dZ goes, and only this thread touches them.
-  auto loss_and_gradient = [&](int tile_row, int label, int real_labels, float z0, float z1) {
-    uint32_t* pair =
-        reinterpret_cast<uint32_t*>(dz_tile.chunk_pointer(tile_row, label / 8) + label % 8);
-    const float2 y = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(pair));
-    float dz[2] = {0.f, 0.f};
-    const float z[2] = {z0, z1}, targets[2] = {y.x, y.y};
+      // Logits, loss and dZ as if every target were 0; labels past real_labels (padding, only
+      // in the tail's last stage) get dZ = 0 and no loss.
+      auto logits_and_gradient = [&](auto masked) {
+        for (int index = team_warp; index < Item::kCount; index += kTeamWarps) {
+          const Item item(index);
+          if (item.group >= groups || item.m_tile * 16 >= rows) continue;
+          auto label_of = [&](int n) {
+            return item.group * kG + (item.first_n_tile + n) * 8 + 2 * (lane % 4);
+          };
+          float2 bias[Item::kNTilesPerItem];  // loaded first: its latency overlaps the mma
 #pragma unroll
-    for (int e = 0; e < 2; ++e) {
-      if (label + e < real_labels) {
-        loss += softplus(z[e]) - z[e] * targets[e];
-        dz[e] = sigmoid_minus(z[e], targets[e]) * f.inv_batch;
-      }
-    }
-    *pair = pack_bf16x2(dz[0], dz[1]);
-  };
-
-  auto load = [&](int64_t stage, int buffer) { Stage::load(buffer_at(buffer), stage, a); };
-  auto compute = [&](int64_t stage, int buffer) {
-    const auto weights = Stage::weights_in(buffer_at(buffer));
-    const int32_t* indices = Stage::indices_in(buffer_at(buffer));
-    const int groups = Stage::groups_in(stage, a.G);
-    const int labels = groups * kG;
-    const int64_t labels_left = f.targets.range.count - stage * kLabels;
-    const int real_labels = static_cast<int>(labels_left < 0        ? 0
-                                             : labels_left < labels ? labels_left
-                                                                    : labels);
-
-    for (int index = warp; index < Item::kCount; index += kWarps) {
-      const Item item(index);
-      if (item.group >= groups || item.m_tile * 16 >= rows) continue;
-      auto label_of = [&](int n) {
-        return item.group * kG + (item.first_n_tile + n) * 8 + 2 * (lane % 4);
+          for (int n = 0; n < Item::kNTilesPerItem; ++n)
+            bias[n] = *reinterpret_cast<const float2*>(a.bias + stage * kLabels + label_of(n));
+          FragC acc[Item::kNTilesPerItem];
+          group_logits<kK>(acc, h_tile, weights, indices + item.group * kK, item.group * kG,
+                           item.m_tile, item.first_n_tile, lane);
+          float2 column_sums[Item::kNTilesPerItem];  // dbias over the item's 16 rows
+#pragma unroll
+          for (int n = 0; n < Item::kNTilesPerItem; ++n) {
+            const int label = label_of(n);
+            const float bias_of[2] = {bias[n].x, bias[n].y};
+            float dz[4];
+#pragma unroll
+            for (int e = 0; e < 4; ++e) {
+              if constexpr (decltype(masked)::value) {
+                LossParts part;
+                const float value =
+                    zero_target_gradient(acc[n].r[e] + bias_of[e % 2], f.inv_batch, part);
+                const bool real = label + e % 2 < real_labels;
+                dz[e] = real ? value : 0.f;
+                loss.linear += real ? part.linear : 0.f;
+                loss.log2_part += real ? part.log2_part : 0.f;
+              } else {
+                dz[e] = zero_target_gradient(acc[n].r[e] + bias_of[e % 2], f.inv_batch, loss);
+              }
+            }
+            column_sums[n] = make_float2(dz[0] + dz[2], dz[1] + dz[3]);
+            const int tile_row = item.m_tile * 16 + lane / 4;
+            *reinterpret_cast<uint32_t*>(dz_tile.chunk_pointer(tile_row, label / 8) + label % 8) =
+                pack_bf16x2(dz[0], dz[1]);
+            *reinterpret_cast<uint32_t*>(dz_tile.chunk_pointer(tile_row + 8, label / 8) +
+                                         label % 8) = pack_bf16x2(dz[2], dz[3]);
+          }
+          // Lanes 0-3 sum the 8 row groups and add the item's dbias partial (every block adds
+          // its own, so dbias starts at 0: the host clears it).
+#pragma unroll
+          for (int n = 0; n < Item::kNTilesPerItem; ++n) {
+#pragma unroll
+            for (int offset = 4; offset < kWarpSize; offset *= 2) {
+              column_sums[n].x += __shfl_xor_sync(0xffffffffu, column_sums[n].x, offset);
+              column_sums[n].y += __shfl_xor_sync(0xffffffffu, column_sums[n].y, offset);
+            }
+            if (lane < 4) {
+              float* dbias = a.dbias + stage * kLabels + label_of(n);
+              atomicAdd(dbias, column_sums[n].x);
+              atomicAdd(dbias + 1, column_sums[n].y);
+            }
+          }
+        }
       };
-      float2 bias[Item::kNTilesPerItem];  // loaded first: its latency overlaps the mma
-#pragma unroll
-      for (int n = 0; n < Item::kNTilesPerItem; ++n)
-        bias[n] = *reinterpret_cast<const float2*>(a.bias + stage * kLabels + label_of(n));
-      FragC acc[Item::kNTilesPerItem];
-      group_logits<kK>(acc, h_tile, weights, indices + item.group * kK, item.group * kG,
-                       item.m_tile, item.first_n_tile, lane);
-#pragma unroll
-      for (int n = 0; n < Item::kNTilesPerItem; ++n) {
-        const int label = label_of(n), tile_row = item.m_tile * 16 + lane / 4;
-        const float2 b = bias[n];
-        loss_and_gradient(tile_row, label, real_labels, acc[n].r[0] + b.x, acc[n].r[1] + b.y);
-        loss_and_gradient(tile_row + 8, label, real_labels, acc[n].r[2] + b.x, acc[n].r[3] + b.y);
-      }
-    }
-    __syncthreads();
-    cluster_wait();  // every block has read the previous stage's partials
+      if (real_labels == labels)
+        logits_and_gradient(std::false_type{});
+      else
+        logits_and_gradient(std::true_type{});
 
-    if (warp < kInputWarps) {
-      // Two groups may share features, so the pair's adds of group i all come after both
-      // warps' adds of group i - 1 (one pair barrier per group); within a group the halves
-      // touch distinct features.
-      constexpr int kSlotTilesPerWarp = kK / 16 / 2;
-      const int n_tile = warp % kBatchNTiles;
-      const int first_m_tile = warp / kBatchNTiles * kSlotTilesPerWarp;
-      if (n_tile * 8 < rows) {
-        for (int group = 0; group < groups; ++group) {
-          FragC tiles[kSlotTilesPerWarp];  // all before the adds: independent mma chains
-#pragma unroll
-          for (int t = 0; t < kSlotTilesPerWarp; ++t)
-            tiles[t] = group_input_gradient<kG>(weights, dz_tile, group * kG, first_m_tile + t,
-                                                n_tile, lane);
-          sync_input_pair(n_tile);
-          accumulator.add(tiles, indices + group * kK, first_m_tile, n_tile, lane);
-        }
+      // Lane r of warp 0 corrects its row's few logits with a target: it recomputes z from the
+      // tiles (fp32 sums of the same bf16 products) and overwrites their dZ.
+      named_sync<kLogitsTeam, kTeamThreads>();
+      if (team_warp == 0 && lane < rows) {
+        cursor.visit(stage * kLabels, stage * kLabels + labels, [&](int label, float y) {
+          if (label >= real_labels) return;  // a column past the tail (another shard)
+          const int32_t* group_indices = indices + label / kG * kK;
+          float z = a.bias[stage * kLabels + label];
+          for (int j = 0; j < kK; ++j)
+            z += __bfloat162float(weights.at(label, j)) *
+                 __bfloat162float(h_tile.at(group_indices[j], lane));
+          loss.linear -= z * y;
+          const float dz = sigmoid_minus(z, y) * f.inv_batch;
+          dz_tile.chunk_pointer(lane, label / 8)[label % 8] = __float2bfloat16(dz);
+          atomicAdd(a.dbias + stage * kLabels + label, dz - sigmoid(z) * f.inv_batch);
+        });
       }
-    } else {
-      // Partial dWg^T of this block's rows for (group, 16 slots) items, spread over 8 warps.
-      // An item covers all of the group's label n-tiles, so the gathered Hg^T fragment is
-      // loaded once per k-step; slot tile 0 also sums the dbias columns, as ones^T dZg.
-      constexpr int kNTiles = kG / 8, kSlotTiles = kK / 16;
-      constexpr uint32_t kOnesPair = 0x3f803f80u;  // two bf16 1.0
-      const FragA ones{{kOnesPair, kOnesPair, kOnesPair, kOnesPair}};
-      for (int item = warp - kInputWarps; item < Stage::kGroups * kSlotTiles;
-           item += kWarps - kInputWarps) {
-        const int group = item / kSlotTiles, m_tile = item % kSlotTiles;
-        if (group >= groups) break;
-        FragC acc[kNTiles], bias_acc[kNTiles];
+      if (step >= 1) arrive_partials_read();  // of stage step - 1
+      named_sync<kHandOver, kThreads>();      // stage step goes to the gradient team
+    }
+    if (steps >= 1) {  // the last stage
+      arrive_partials_complete();
+      arrive_partials_read();
+    }
+    wait_async_copies<0>();  // the empty groups committed past the end
+  } else {
+    constexpr int kSlotPart = kK >= 64 ? 8 : kK / 8;  // slot n-tiles of one dW item
+    constexpr int kLabelMTiles = (kG + 15) / 16;
+    constexpr int kItemsPerGroup = kLabelMTiles * (kK / 8 / kSlotPart);
+    constexpr int kInputWarps = kBatchNTiles;
+    const bf16* rank_partials[kMaxRanks];  // every block's partials, through DSMEM
 #pragma unroll
-        for (int ks = 0; ks < kRows / 16; ++ks) {
-          if (ks * 16 >= rows) break;
-          // A = Hg^T: slot rows (features of h_tile), batch contiguous.
-          const int feature = indices[group * kK + m_tile * 16 + row + 8 * (matrix % 2)];
-          FragA frag_a;
-          load_matrix_x4(frag_a.r, h_tile.chunk_address(feature, ks * 2 + matrix / 2));
-#pragma unroll
-          for (int n = 0; n < kNTiles; ++n) {
-            // B = dZg: batch x labels, stored as batch rows (transposed for the fragment).
-            FragB frag_b;
-            load_matrix_x2_trans(
-                frag_b.r[0], frag_b.r[1],
-                dz_tile.chunk_address(ks * 16 + row + 8 * (matrix % 2), group * kG / 8 + n));
-            mma(acc[n], frag_a, frag_b);
-            if (m_tile == 0) mma(bias_acc[n], ones, frag_b);
+    for (int r = 0; r < kMaxRanks; ++r)
+      rank_partials[r] = r < ranks
+                             ? cluster.map_shared_rank(partials.base, static_cast<unsigned>(r))
+                             : partials.base;
+    for (int64_t step = 0; step < steps; ++step) {
+      const int64_t stage = stage_begin + step;
+      const LabelTile dz_tile = dz_tile_at(step);
+      const auto weights = Stage::weights_in(buffer_at(step));
+      const int32_t* indices = Stage::indices_in(buffer_at(step));
+      const int groups = Stage::groups_in(stage, a.G);
+      const int labels = groups * kG;
+      named_sync<kHandOver, kThreads>();  // the logits team wrote the stage's dZ
+      cluster_wait();                     // every block has read the previous stage's partials
+
+      if (team_warp < kInputWarps) {
+        // The dh warps write nothing another block reads: arriving now lets the cluster
+        // reduction start as soon as the partials are complete.
+        cluster_arrive_relaxed();
+        // dh: this warp's 8 batch columns, every group in order (groups may share features).
+        const int n_tile = team_warp;
+        constexpr int kSlotTiles = kK / 16;
+        if (n_tile * 8 < rows) {
+          for (int group = 0; group < groups; ++group) {
+            FragC tiles[kSlotTiles];  // all before the adds: independent mma chains
+            group_input_gradients<kG>(tiles, weights, dz_tile, group * kG, 0, n_tile, lane);
+            accumulator.add(tiles, indices + group * kK, 0, n_tile, lane);
+            __syncwarp();  // the next group's reads of shared features see these adds
           }
         }
-        const int slot = m_tile * 16 + lane / 4;
-#pragma unroll
-        for (int n = 0; n < kNTiles; ++n) {
-          const int label = group * kG + n * 8 + 2 * (lane % 4);
-          partial_weights[partial_index<kK>(label, slot)] = acc[n].r[0];
-          partial_weights[partial_index<kK>(label + 1, slot)] = acc[n].r[1];
-          partial_weights[partial_index<kK>(label, slot + 8)] = acc[n].r[2];
-          partial_weights[partial_index<kK>(label + 1, slot + 8)] = acc[n].r[3];
-          if (m_tile == 0 && lane < 4) {  // every row of the ones product is the column sum
-            partial_bias[label] = bias_acc[n].r[0];
-            partial_bias[label + 1] = bias_acc[n].r[1];
-          }
+      } else {
+        for (int item = team_warp - kInputWarps; item < groups * kItemsPerGroup;
+             item += kTeamWarps - kInputWarps) {
+          const int group = item / kItemsPerGroup, m_tile = item % kItemsPerGroup % kLabelMTiles;
+          const int part = item % kItemsPerGroup / kLabelMTiles;
+          partial_weight_gradient<kG, kK, kSlotPart>(dz_tile, h_tile, indices + group * kK,
+                                                     partials, group * kG, m_tile, part * kSlotPart,
+                                                     rows, lane);
         }
+        // Publishes the partials. A cluster-scope release is a GPU-scope memory barrier, so
+        // these warps issue no global writes of their own before it (dbias: logits team).
+        cluster_arrive_release();
       }
-    }
-    cluster_arrive();
-    cluster_wait();                                       // every block's partials are complete
-    if (warp == kTargetWarp) prepare_targets(stage + 1);  // every warp is done with dZ
+      cluster_wait();  // every block's partials are complete
 
-    // This block's slice of the stage's dW (4 values at a time) and dbias: sums over ranks.
-    const int64_t first_label = stage * kLabels;
-    const int quads = labels * kK / 4;
-    for (int q = quads * rank / ranks + threadIdx.x; q < quads * (rank + 1) / ranks;
-         q += kThreads) {
-      float4 parts[kMaxRanks];  // all remote loads in flight at once
+      // This block's slice of the stage's dW, 4 values (8 bytes) per thread at a time, so
+      // that at g = 32, k = 64 every thread of the team takes one piece: sums over ranks.
+      const int64_t first_label = stage * kLabels;
+      constexpr int kPieceValues = 4, kPiecesPerLabel = kK / kPieceValues;
+      const int pieces = labels * kPiecesPerLabel;
+      for (int q = pieces * rank / ranks + threadIdx.x - kTeamThreads;
+           q < pieces * (rank + 1) / ranks; q += kTeamThreads) {
+        const int label = q / kPiecesPerLabel, slot = q % kPiecesPerLabel * kPieceValues;
+        const size_t offset = partials.chunk_pointer(label, slot / 8) + slot % 8 - partials.base;
+        uint2 parts[kMaxRanks];  // all remote loads in flight at once
 #pragma unroll
-      for (int r = 0; r < kMaxRanks; ++r) {
-        if (r < ranks)
-          parts[r] = reinterpret_cast<const float4*>(cluster.map_shared_rank(
-              partial_weights,
-              static_cast<unsigned>(r)))[partial_quad<kK>(q / (kK / 4), q % (kK / 4))];
-      }
-      float4 sum = make_float4(0.f, 0.f, 0.f, 0.f);
+        for (int r = 0; r < kMaxRanks; ++r) {
+          if (r < ranks) parts[r] = *reinterpret_cast<const uint2*>(rank_partials[r] + offset);
+        }
+        float sum[kPieceValues] = {0.f, 0.f, 0.f, 0.f};
+        uint2* out = reinterpret_cast<uint2*>(a.dweights + (first_label + label) * kK + slot);
+        if (f.accumulate) add_bf16x4(sum, *out);
 #pragma unroll
-      for (int r = 0; r < kMaxRanks; ++r) {
-        if (r < ranks)
-          sum = make_float4(sum.x + parts[r].x, sum.y + parts[r].y, sum.z + parts[r].z,
-                            sum.w + parts[r].w);
+        for (int r = 0; r < kMaxRanks; ++r) {
+          if (r < ranks) add_bf16x4(sum, parts[r]);
+        }
+        *out = pack_bf16x4(sum);
       }
-      uint2* out = reinterpret_cast<uint2*>(a.dweights + first_label * kK) + q;
-      if (f.accumulate) {
-        const uint2 old = *out;
-        const float2 lo = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&old.x));
-        const float2 hi = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&old.y));
-        sum = make_float4(sum.x + lo.x, sum.y + lo.y, sum.z + hi.x, sum.w + hi.y);
-      }
-      *out = make_uint2(pack_bf16x2(sum.x, sum.y), pack_bf16x2(sum.z, sum.w));
+      cluster_arrive_relaxed();
     }
-    // dbias on the upper half of the block, idle in the dW loop above when it has 8 blocks.
-    for (int l = labels * rank / ranks + (threadIdx.x + kThreads / 2) % kThreads;
-         l < labels * (rank + 1) / ranks; l += kThreads) {
-      float parts[kMaxRanks];
-#pragma unroll
-      for (int r = 0; r < kMaxRanks; ++r)
-        parts[r] =
-            r < ranks ? cluster.map_shared_rank(partial_bias, static_cast<unsigned>(r))[l] : 0.f;
-      float sum = f.accumulate ? a.dbias[first_label + l] : 0.f;
-#pragma unroll
-      for (int r = 0; r < kMaxRanks; ++r) sum += parts[r];
-      a.dbias[first_label + l] = sum;
-    }
-    cluster_arrive_after_reads();
-  };
-  run_pipeline<Layout::kDepth>(stage_begin, stage_end, load, compute);
+  }
   cluster_wait();  // no block leaves while another may still read its partials
+  __syncthreads();
 
   accumulator.add_to(a.dhT, a.B, b0, a.d, rows);
+  float sum = loss.linear + kLn2 * loss.log2_part;
 #pragma unroll
   for (int offset = kWarpSize / 2; offset > 0; offset /= 2)
-    loss += __shfl_xor_sync(0xffffffffu, loss, offset);
-  if (lane == 0) atomicAdd(f.loss, static_cast<double>(loss) * f.inv_batch);
+    sum += __shfl_xor_sync(0xffffffffu, sum, offset);
+  if (lane == 0 && logits_team) atomicAdd(f.loss, static_cast<double>(sum) * f.inv_batch);
 }
 
 }  // namespace

@@ -21,16 +21,30 @@ __device__ inline FragA gathered_rows(const SwizzledTile<kChunks>& h_tile,
   return frag;
 }
 
-// B = Wg^T for labels n_tile*8 .. +7 of the group starting at row `label0` of the weight tile,
-// slots ks*16 .. +15.
+// B = Wg^T for labels n_tile*8 .. +7 of the group starting at row `label0` of the weight tile
+// (a multiple of 8, as every group boundary is), slots ks*16 .. +15.
 template <int kChunks>
 __device__ inline FragB weight_columns(const SwizzledTile<kChunks>& weights, int label0, int ks,
                                        int n_tile, int lane) {
   const int matrix = lane / 8, row = lane % 8;
   FragB frag;
   load_matrix_x2(frag.r[0], frag.r[1],
-                 weights.chunk_address(label0 + n_tile * 8 + row, ks * 2 + matrix % 2));
+                 weights.chunk_address(label0, n_tile * 8 + row, ks * 2 + matrix % 2));
   return frag;
+}
+
+// B = Wg^T for the label n-tiles n_tile and n_tile + 1 with one ldmatrix.x4 (half the loads
+// of two weight_columns calls).
+template <int kChunks>
+__device__ inline void weight_column_pair(FragB& first, FragB& second,
+                                          const SwizzledTile<kChunks>& weights, int label0, int ks,
+                                          int n_tile, int lane) {
+  const int matrix = lane / 8, row = lane % 8;
+  uint32_t r[4];
+  load_matrix_x4(
+      r, weights.chunk_address(label0, (n_tile + matrix / 2) * 8 + row, ks * 2 + matrix % 2));
+  first = FragB{{r[0], r[1]}};
+  second = FragB{{r[2], r[3]}};
 }
 
 // Work items for the logits of a stage of kGroups groups and kMTiles 16-row batch m-tiles:
@@ -62,40 +76,67 @@ __device__ inline void group_logits(FragC (&acc)[kNTiles], const SwizzledTile<kH
 #pragma unroll
   for (int ks = 0; ks < kK / 16; ++ks) {
     const FragA frag_a = gathered_rows(h_tile, group_indices, ks, m_tile, lane);
+    if constexpr (kNTiles % 2 == 0) {
 #pragma unroll
-    for (int n = 0; n < kNTiles; ++n) {
-      mma(acc[n], frag_a, weight_columns(weights, label0, ks, first_n_tile + n, lane));
+      for (int n = 0; n < kNTiles; n += 2) {
+        FragB first, second;
+        weight_column_pair(first, second, weights, label0, ks, first_n_tile + n, lane);
+        mma(acc[n], frag_a, first);
+        mma(acc[n + 1], frag_a, second);
+      }
+    } else {
+#pragma unroll
+      for (int n = 0; n < kNTiles; ++n) {
+        mma(acc[n], frag_a, weight_columns(weights, label0, ks, first_n_tile + n, lane));
+      }
     }
   }
 }
 
-// dHg^T for slots m_tile*16 .. +15 and batch columns n_tile*8 .. +7: Wg^T dZg^T (M = slots,
-// N = batch, K = the group's labels; g = 8 pads K with zeros). `weights` holds the group's
-// label rows from `label0`; `dz` holds batch rows with the same labels from column `label0`.
+// dHg^T for slots (first_m_tile + t)*16 .. +15 (t < kTiles) and batch columns n_tile*8 .. +7:
+// Wg^T dZg^T (M = slots, N = batch, K = the group's labels; g = 8 pads K with zeros), the
+// dZg^T fragment loaded once per k-step for all kTiles. `weights` holds the group's label rows
+// from `label0` (a multiple of 8); `dz` holds batch rows with the same labels from column
+// `label0`.
+template <int kG, int kTiles, int kWeightChunks, int kDzChunks>
+__device__ inline void group_input_gradients(FragC (&acc)[kTiles],
+                                             const SwizzledTile<kWeightChunks>& weights,
+                                             const SwizzledTile<kDzChunks>& dz, int label0,
+                                             int first_m_tile, int n_tile, int lane) {
+  const int matrix = lane / 8, row = lane % 8;
+#pragma unroll
+  for (int ks = 0; ks < (kG + 15) / 16; ++ks) {
+    const int label = label0 + ks * 16;
+    FragB frag_b;             // B = dZg^T: labels x batch, stored as batch rows of dz
+    if constexpr (kG == 8) {  // labels 8-15 do not exist: a2 = a3 = b1 = 0
+      load_matrix_x1(frag_b.r[0], dz.chunk_address(n_tile * 8 + row, label / 8));
+    } else {
+      load_matrix_x2(frag_b.r[0], frag_b.r[1],
+                     dz.chunk_address(n_tile * 8 + row, label / 8 + matrix % 2));
+    }
+#pragma unroll
+    for (int t = 0; t < kTiles; ++t) {
+      const int m_tile = first_m_tile + t;
+      FragA frag_a;  // A = Wg^T: slots x labels, stored transposed (label rows of W)
+      if constexpr (kG == 8) {
+        load_matrix_x2_trans(frag_a.r[0], frag_a.r[1],
+                             weights.chunk_address(label0, ks * 16 + row, m_tile * 2 + matrix % 2));
+      } else {
+        load_matrix_x4_trans(frag_a.r,
+                             weights.chunk_address(label0, ks * 16 + row + 8 * (matrix / 2),
+                                                   m_tile * 2 + matrix % 2));
+      }
+      mma(acc[t], frag_a, frag_b);
+    }
+  }
+}
 template <int kG, int kWeightChunks, int kDzChunks>
 __device__ inline FragC group_input_gradient(const SwizzledTile<kWeightChunks>& weights,
                                              const SwizzledTile<kDzChunks>& dz, int label0,
                                              int m_tile, int n_tile, int lane) {
-  const int matrix = lane / 8, row = lane % 8;
-  FragC acc;
-#pragma unroll
-  for (int ks = 0; ks < (kG + 15) / 16; ++ks) {
-    const int label = label0 + ks * 16;
-    FragA frag_a;             // A = Wg^T: slots x labels, stored transposed (label rows of W)
-    FragB frag_b;             // B = dZg^T: labels x batch, stored as batch rows of dz
-    if constexpr (kG == 8) {  // labels 8-15 do not exist: a2 = a3 = b1 = 0
-      load_matrix_x2_trans(frag_a.r[0], frag_a.r[1],
-                           weights.chunk_address(label + row, m_tile * 2 + matrix % 2));
-      load_matrix_x1(frag_b.r[0], dz.chunk_address(n_tile * 8 + row, label / 8));
-    } else {
-      load_matrix_x4_trans(
-          frag_a.r, weights.chunk_address(label + row + 8 * (matrix / 2), m_tile * 2 + matrix % 2));
-      load_matrix_x2(frag_b.r[0], frag_b.r[1],
-                     dz.chunk_address(n_tile * 8 + row, label / 8 + matrix % 2));
-    }
-    mma(acc, frag_a, frag_b);
-  }
-  return acc;
+  FragC acc[1];
+  group_input_gradients<kG>(acc, weights, dz, label0, m_tile, n_tile, lane);
+  return acc[0];
 }
 
 // The dh accumulator: [d][kColumns] fp32 in shared memory, one row per feature. Columns are

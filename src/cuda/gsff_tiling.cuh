@@ -36,13 +36,17 @@ struct GroupStage {
   __device__ static int32_t* indices_in(uint8_t* buffer) {
     return reinterpret_cast<int32_t*>(buffer + kWeightBytes);
   }
-  // Block-wide: issues the asynchronous copies of stage `stage` into `buffer`.
-  __device__ static void load(uint8_t* buffer, int64_t stage, const GroupSharedArgs& a) {
+  // Issues the asynchronous copies of stage `stage` into `buffer` on threads `thread` of
+  // `threads` (by default the whole block).
+  __device__ static void load(uint8_t* buffer, int64_t stage, const GroupSharedArgs& a,
+                              int thread = threadIdx.x, int threads = blockDim.x) {
     const int groups = groups_in(stage, a.G);
     const bf16* first_weight = a.weights + stage * kLabels * kK;
-    load_rows_async(weights_in(buffer), groups * kG, kK / 8,
-                    [&](int label) { return first_weight + label * kK; });
-    load_ints_async(indices_in(buffer), a.indices + stage * kGroups * kK, groups * kK);
+    load_rows_async(
+        weights_in(buffer), groups * kG, kK / 8,
+        [&](int label) { return first_weight + label * kK; }, thread, threads);
+    load_ints_async(indices_in(buffer), a.indices + stage * kGroups * kK, groups * kK, thread,
+                    threads);
   }
 };
 

@@ -101,25 +101,34 @@ struct SwizzledTile {
   __device__ uint32_t chunk_address(int row, int chunk) const {
     return shared_address(chunk_pointer(row, chunk));
   }
+  // The address of (row0 + row, chunk) for row0 a multiple of 8: the swizzle repeats every 8
+  // rows, so row0 is a plain offset and the rest can stay out of loops over row0.
+  __device__ uint32_t chunk_address(int row0, int row, int chunk) const {
+    return chunk_address(row, chunk) + static_cast<uint32_t>(row0) * kRowBytes;
+  }
   __device__ bf16 at(int row, int column) const {
     return chunk_pointer(row, column / 8)[column % 8];
   }
 };
 
 // Copies `rows` rows of `chunks` 16-byte chunks (chunks <= kChunks) into `tile`, row r coming
-// from source_row(r); all threads of the block take part, one chunk per thread at a time.
+// from source_row(r); threads `thread` of `threads` (by default all of the block) take part,
+// one chunk per thread at a time.
 template <int kChunks, typename SourceRow>
 __device__ void load_rows_async(const SwizzledTile<kChunks>& tile, int rows, int chunks,
-                                SourceRow&& source_row) {
-  for (int i = threadIdx.x; i < rows * chunks; i += blockDim.x) {
+                                SourceRow&& source_row, int thread = threadIdx.x,
+                                int threads = blockDim.x) {
+  for (int i = thread; i < rows * chunks; i += threads) {
     const int row = i / chunks, chunk = i % chunks;
     copy_async_16(tile.chunk_address(row, chunk), source_row(row) + chunk * 8);
   }
 }
 
-// Copies `count` int32 values (a multiple of 4) from global to shared memory.
-__device__ inline void load_ints_async(int32_t* shared, const int32_t* global, int count) {
-  for (int i = threadIdx.x * 4; i < count; i += blockDim.x * 4) {
+// Copies `count` int32 values (a multiple of 4) from global to shared memory, on threads
+// `thread` of `threads`.
+__device__ inline void load_ints_async(int32_t* shared, const int32_t* global, int count,
+                                       int thread = threadIdx.x, int threads = blockDim.x) {
+  for (int i = thread * 4; i < count; i += threads * 4) {
     copy_async_16(shared_address(shared + i), global + i);
   }
 }
@@ -127,6 +136,19 @@ __device__ inline void load_ints_async(int32_t* shared, const int32_t* global, i
 __device__ inline uint32_t pack_bf16x2(float lo, float hi) {
   __nv_bfloat162 pair = __floats2bfloat162_rn(lo, hi);
   return *reinterpret_cast<uint32_t*>(&pair);
+}
+
+// Adds the 4 bf16 values of an 8-byte piece to `sum`.
+__device__ inline void add_bf16x4(float (&sum)[4], const uint2& piece) {
+  const float2 low = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&piece.x));
+  const float2 high = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&piece.y));
+  sum[0] += low.x;
+  sum[1] += low.y;
+  sum[2] += high.x;
+  sum[3] += high.y;
+}
+__device__ inline uint2 pack_bf16x4(const float (&values)[4]) {
+  return make_uint2(pack_bf16x2(values[0], values[1]), pack_bf16x2(values[2], values[3]));
 }
 
 // Calls body(std::integral_constant<int, g>, std::integral_constant<int, k>) for the

@@ -8,10 +8,18 @@
 #include <cstdint>
 #include <numbers>
 
+// mix64 and hash_key also compile as device functions, so GPU kernels draw the same numbers
+// (the GPU encoder's dropout masks).
+#if defined(__CUDACC__)
+#define HASTE_HOST_DEVICE __host__ __device__
+#else
+#define HASTE_HOST_DEVICE
+#endif
+
 namespace haste {
 
 // SplitMix64's finaliser: a bijective 64-bit mix with good avalanche.
-inline uint64_t mix64(uint64_t x) {
+HASTE_HOST_DEVICE inline uint64_t mix64(uint64_t x) {
   x ^= x >> 30;
   x *= 0xbf58476d1ce4e5b9ULL;
   x ^= x >> 27;
@@ -22,9 +30,9 @@ inline uint64_t mix64(uint64_t x) {
 
 // A hash of a key tuple, e.g. hash_key(seed, kTopicStream, cluster, j): anything derived from
 // the key (a row's random stream, a cluster's topic features) needs no storage.
-inline uint64_t hash_key(uint64_t a) { return mix64(a + 0x9e3779b97f4a7c15ULL); }
+HASTE_HOST_DEVICE inline uint64_t hash_key(uint64_t a) { return mix64(a + 0x9e3779b97f4a7c15ULL); }
 template <typename... Rest>
-uint64_t hash_key(uint64_t a, uint64_t b, Rest... rest) {
+HASTE_HOST_DEVICE uint64_t hash_key(uint64_t a, uint64_t b, Rest... rest) {
   return hash_key(mix64(a + 0x9e3779b97f4a7c15ULL) ^ b, static_cast<uint64_t>(rest)...);
 }
 

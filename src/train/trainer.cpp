@@ -24,6 +24,30 @@ double seconds_since(std::chrono::steady_clock::time_point start) {
 
 }  // namespace
 
+void show_progress(Progress& progress, int64_t done, int64_t rows, double mean_loss,
+                   double seconds) {
+  const std::string status = fmt::format(
+      "rows  loss {:.4g}  {}/s", mean_loss,
+      human_count(static_cast<int64_t>(static_cast<double>(done) / std::max(seconds, 1e-9))));
+  progress.update(static_cast<double>(done) / static_cast<double>(rows), done, status.c_str());
+}
+
+void finish_epoch(const TrainConfig& config, const Model& model, const Dataset* test,
+                  const std::vector<double>& propensities, EpochReport& report,
+                  const std::function<void(const EpochReport&)>& on_epoch_end) {
+  if (test != nullptr && config.eval_each_epoch) {
+    const auto eval_start = std::chrono::steady_clock::now();
+    report.metrics =
+        haste::evaluate(model.predict(*test, config.top_k), test->labels, propensities);
+    report.eval_seconds = seconds_since(eval_start);
+  }
+  if (on_epoch_end) on_epoch_end(report);
+}
+
+uint64_t dropout_seed(uint64_t seed, int64_t step) {
+  return hash_key(seed, kDropoutStream, static_cast<uint64_t>(step));
+}
+
 std::vector<int64_t> epoch_order(int64_t rows, uint64_t seed, int epoch) {
   std::vector<int64_t> order(rows);
   std::iota(order.begin(), order.end(), 0);
@@ -75,8 +99,7 @@ void Trainer::fit(const Dataset& train, const Dataset* test,
       const std::span<const int64_t> rows(order.data() + first,
                                           std::min(config_.batch_size, N - first));
       const int64_t step = state_.steps_done;
-      loss_sum +=
-          model_.compute_gradients(train, rows, hash_key(config_.seed, kDropoutStream, step));
+      loss_sum += model_.compute_gradients(train, rows, dropout_seed(config_.seed, step));
       report.learning_rate =
           config_.optimizer.schedule.lr_at(config_.optimizer.lr, step, total_steps);
       optimizer_.step(report.learning_rate);
@@ -88,12 +111,8 @@ void Trainer::fit(const Dataset& train, const Dataset* test,
                       hash_key(config_.seed, kDstStream, state_.steps_done))
                 .changed_slots;
       }
-      const int64_t done = first + static_cast<int64_t>(rows.size());
-      const std::string status =
-          fmt::format("rows  loss {:.4g}  {}/s", loss_sum / static_cast<double>(batch + 1),
-                      human_count(static_cast<int64_t>(static_cast<double>(done) /
-                                                       std::max(seconds_since(start), 1e-9))));
-      progress.update(static_cast<double>(done) / static_cast<double>(N), done, status.c_str());
+      show_progress(progress, first + static_cast<int64_t>(rows.size()), N,
+                    loss_sum / static_cast<double>(batch + 1), seconds_since(start));
     }
     progress.finish();
     report.train_seconds = seconds_since(start);
@@ -101,13 +120,7 @@ void Trainer::fit(const Dataset& train, const Dataset* test,
     report.mean_loss = loss_sum / static_cast<double>(per_epoch);
     report.examples_per_second = static_cast<double>(N) / std::max(report.train_seconds, 1e-9);
     state_.epochs_done = epoch + 1;
-    if (test != nullptr && config_.eval_each_epoch) {
-      const auto eval_start = std::chrono::steady_clock::now();
-      report.metrics =
-          haste::evaluate(model_.predict(*test, config_.top_k), test->labels, propensities);
-      report.eval_seconds = seconds_since(eval_start);
-    }
-    if (on_epoch_end) on_epoch_end(report);
+    finish_epoch(config_, model_, test, propensities, report, on_epoch_end);
   }
 }
 

@@ -16,5 +16,6 @@ void add_device(CLI::App& app);           // device.cpp
 void add_train(CLI::App& app);            // train.cpp
 void add_predict(CLI::App& app);          // predict.cpp
 void add_inspect(CLI::App& app);          // inspect.cpp
+void add_bench_train(CLI::App& bench);    // bench_train.cpp
 
 }  // namespace haste::cli

@@ -26,6 +26,9 @@ int main(int argc, char** argv) {
   haste::cli::add_train(app);
   haste::cli::add_predict(app);
   haste::cli::add_inspect(app);
+  CLI::App* bench = app.add_subcommand("bench", "Benchmarks on this machine");
+  bench->require_subcommand(1);
+  haste::cli::add_bench_train(*bench);
 
   try {
     app.parse(argc, argv);

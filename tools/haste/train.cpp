@@ -1,6 +1,7 @@
 // `haste train`: trains a model from a config file and flags, and writes the run's outputs
 // (checkpoint, metrics.json, plot.png) into --out after every epoch.
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <filesystem>
 #include <haste/checkpoint.hpp>
@@ -10,10 +11,12 @@
 #include <haste/error.hpp>
 #include <haste/progress.hpp>
 #include <haste/trainer.hpp>
+#include <haste/trainer_device.hpp>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
 
+#include "cli_common.hpp"
 #include "commands.hpp"
 #include "training_log.hpp"
 
@@ -35,6 +38,7 @@ struct TrainArgs {
   std::optional<int> stop_after;
   bool quiet = false;
   bool no_cache = false;
+  std::string device = "auto";
 
   // Flags that override the config file (only when given).
   std::optional<int> epochs;
@@ -204,7 +208,8 @@ void run_train(const TrainArgs& args) {
     apply_overrides(args, config);
   }
 
-  Data data = read_data(args, config.train.seed);
+  Data data = naming_memory_use(fmt::format("reading the data ({})", args.train.string()),
+                                [&] { return read_data(args, config.train.seed); });
   print_dataset("train", data.train);
   if (data.test) print_dataset("test", *data.test);
 
@@ -214,8 +219,14 @@ void run_train(const TrainArgs& args) {
   else if (checkpoint)
     featurizer = checkpoint->featurizer();
 
-  Model model = checkpoint ? checkpoint->load_model() : Model::build(config.model, data.train);
-  Trainer trainer(config.train, model);
+  Model model = naming_memory_use(
+      fmt::format("building the model (hidden {}, {} input features, {} labels)",
+                  config.model.hidden, data.train.num_features(), data.train.num_labels()),
+      [&] {
+        return checkpoint ? checkpoint->load_model() : Model::build(config.model, data.train);
+      });
+  Trainer trainer = naming_memory_use("allocating the optimizer state",
+                                      [&] { return Trainer(config.train, model); });
   if (checkpoint) {
     checkpoint->restore_training(trainer);
     fmt::print("resuming {} after epoch {} (step {})\n", checkpoint_path.string(),
@@ -234,13 +245,18 @@ void run_train(const TrainArgs& args) {
   print_epoch_header(data.test.has_value());
   const Dataset* test = data.test ? &*data.test : nullptr;
   try {
-    trainer.fit(data.train, test, [&](const EpochReport& report) {
-      print_epoch(report);
-      // The log first: a kill between the two leaves a log one epoch ahead of the checkpoint,
-      // which --resume trims, rather than a log missing an epoch the checkpoint has.
-      log.add(report, output_layer_bytes);
-      save_checkpoint(checkpoint_path, model, &trainer, featurizer ? &*featurizer : nullptr);
-      if (args.stop_after && report.epoch >= *args.stop_after) throw StopTraining{};
+    naming_memory_use("training", [&] {
+      fit_on_device(parse_train_device(args.device), trainer, model, data.train, test,
+                    [&](const EpochReport& report) {
+                      print_epoch(report);
+                      // The log first: a kill between the two leaves a log one epoch ahead of the
+                      // checkpoint, which --resume trims, rather than a log missing an epoch the
+                      // checkpoint has.
+                      log.add(report, output_layer_bytes);
+                      save_checkpoint(checkpoint_path, model, &trainer,
+                                      featurizer ? &*featurizer : nullptr);
+                      if (args.stop_after && report.epoch >= *args.stop_after) throw StopTraining{};
+                    });
     });
   } catch (const StopTraining&) {
     fmt::print("stopped after epoch {} of {}; continue with --resume\n",
@@ -306,6 +322,11 @@ void add_train(CLI::App& app) {
       ->check(CLI::NonNegativeNumber);
   cmd->add_flag("--quiet,-q", args->quiet, "No progress bars");
   cmd->add_flag("--no-cache", args->no_cache, "Do not use or write the binary data cache");
+  cmd->add_option("--device", args->device,
+                  "cpu, cuda (every step on the GPU) or auto (the GPU when present and the "
+                  "model's shapes suit it)")
+      ->check(CLI::IsMember({"cpu", "cuda", "auto"}))
+      ->capture_default_str();
   cmd->footer(
       "Example:\n"
       "  haste train data/debdeps/xc/debdeps_train.txt.xz --test "

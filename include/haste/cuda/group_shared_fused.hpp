@@ -18,7 +18,7 @@ namespace haste::cuda {
 
 // A batch's targets on the device, as a CsrMatrix with B rows: columns strictly increasing
 // within a row; `values` null for a pattern matrix (every target 1), else soft targets in
-// [0, 1] (rounded to bf16 inside the kernel). `range` maps target columns to tail labels.
+// [0, 1]. `range` maps target columns to tail labels.
 struct TailTargetsDevice {
   const int64_t* indptr = nullptr;   // [B + 1]
   const int32_t* indices = nullptr;  // [nnz]

@@ -1,0 +1,44 @@
+// The output layer's training step on synthetic batches (issue 6 item 3, `haste bench train`):
+// random h [B, d] and `positives` random labels per row, one step = forward + loss + backward +
+// optimizer update, timed on the GPU with CUDA events (warm-up, then the median of many runs).
+// Plain C++ so that the CLI builds without CUDA: a build without the backend throws.
+#pragma once
+
+#include <cstdint>
+#include <haste/optimizer.hpp>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace haste {
+
+struct TrainBenchCase {
+  std::string impl;  // "haste" (head of H labels + group-shared tail) or "dense" (H = L)
+  int64_t B = 256, d = 768, L = 0, H = 0, g = 32, k = 64;
+};
+
+struct TrainBenchOptions {
+  int runs = 50;
+  int positives = 5;  // labels per row
+  OptimizerConfig optimizer;
+  uint64_t seed = 1;
+};
+
+struct TrainBenchResult {
+  TrainBenchCase bench_case;  // H as built (rounded up to a multiple of g)
+  double median_ms = 0, p10_ms = 0, p90_ms = 0;
+  int runs = 0;
+  // The step's two parts, each timed alone (medians): loss + gradients, optimizer update.
+  double forward_backward_ms = 0, update_ms = 0;
+  double loss = 0;             // of the last step (a sanity figure: finite, near L * log 2 / ...)
+  int64_t peak_mem_bytes = 0;  // device memory in use at the peak (cudaMemGetInfo)
+  int64_t output_layer_bytes = 0;  // weights + indices + gradients + optimizer state
+  std::vector<std::pair<std::string, int64_t>> memory_parts;  // OutputLayerMemory::parts()
+  std::string error;  // set when the case could not run (out of memory, unsupported shape)
+};
+
+// Runs one case; never throws for a case that cannot run (the result carries the error).
+TrainBenchResult run_train_bench(const TrainBenchCase& bench_case,
+                                 const TrainBenchOptions& options);
+
+}  // namespace haste

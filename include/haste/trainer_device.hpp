@@ -1,0 +1,40 @@
+// Where `haste train` runs (issue 6 item 1): `--device cpu` is Trainer::fit; `--device cuda`
+// runs every step on the GPU (EncoderGpu, OutputLayerGpu, OptimizerGpu; batches uploaded
+// while the previous step runs); `--device auto` (the default) takes the GPU when this build
+// has the CUDA backend, a GPU is present and the model's shapes are ones the GPU kernels take,
+// and says why not otherwise.
+//
+// The GPU loop is the CPU loop's: same shuffles, dropout seeds, learning-rate schedule, step
+// count and EpochReport. The model and the optimizer state go to the device at the start and
+// come back after every epoch, so evaluation (on the CPU, Model::predict), checkpoints and
+// --resume are the CPU path's. Differences: bf16 output-layer weights updated with stochastic
+// rounding, and a last partial batch is padded to a multiple of 16 rows that count in its mean.
+// Not on the GPU yet: DST (auto falls back to the CPU when it is on).
+#pragma once
+
+#include <functional>
+#include <haste/dataset.hpp>
+#include <haste/model.hpp>
+#include <haste/trainer.hpp>
+#include <string>
+
+namespace haste {
+
+enum class TrainDevice { cpu, cuda, automatic };
+
+TrainDevice parse_train_device(const std::string& name);  // "cpu", "cuda" or "auto"
+
+// Why this model and config cannot train on the GPU here, or "" when they can.
+std::string gpu_training_unsupported(const Model& model, const TrainConfig& config);
+
+// Trains like trainer.fit, on the device `device` resolves to (printing the choice when `auto`
+// falls back). Throws for `cuda` when the GPU cannot run it, naming the reason.
+void fit_on_device(TrainDevice device, Trainer& trainer, Model& model, const Dataset& train,
+                   const Dataset* test,
+                   const std::function<void(const EpochReport&)>& on_epoch_end);
+
+// The GPU loop (src/cuda/trainer_gpu.cpp); a build without CUDA throws.
+void fit_on_gpu(Trainer& trainer, Model& model, const Dataset& train, const Dataset* test,
+                const std::function<void(const EpochReport&)>& on_epoch_end);
+
+}  // namespace haste

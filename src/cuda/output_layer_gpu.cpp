@@ -1,0 +1,348 @@
+// Host side of the GPU output layer (output_layer_gpu.hpp): device tensors, the head's cuBLAS
+// products, the tail's fused kernel, the optimizer update, and the moves to and from a Model.
+//
+// cuBLAS is column-major; our row-major tensors are read as their transposes:
+//   hT [d, B] row-major  = X  (B x d) col-major, ld B   (X = h; the head's slice starts at
+//                                                        column head_offset)
+//   W  [H, d_h]          = Wc (d_h x H), ld d_h
+//   z  [B, H]            = Zc (H x B),   ld H
+// so z = h W^T is Zc = Wc^T X^T, dW = dz^T h is dWc = X^T Zc^T, dh += dz W is
+// dhTc += Zc^T Wc^T, and db = Zc 1 (a product with a ones vector): four transposed GEMMs, bf16
+// operands, fp32 accumulation, bf16 results except dh (fp32, accumulated).
+#include <algorithm>
+#include <cmath>
+#include <haste/cuda/cuda_check.hpp>
+#include <haste/cuda/device_buffer.hpp>
+#include <haste/cuda/group_shared_fused.hpp>
+#include <haste/cuda/output_layer_gpu.hpp>
+#include <haste/error.hpp>
+
+#include "cuda/output_layer_launch.hpp"
+
+namespace haste::cuda {
+namespace {
+
+int multiprocessors() {
+  int device = 0, sms = 0;
+  HASTE_CUDA_CHECK(cudaGetDevice(&device));
+  HASTE_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
+  return sms;
+}
+
+// Blocks along each batch row in the head's loss sweep: enough for ~8 blocks per SM in all.
+int sweep_blocks_per_row(int64_t B, int64_t H) {
+  const int sms = multiprocessors();
+  const int64_t wanted = std::max<int64_t>(1, sms * 8 / std::max<int64_t>(B, 1));
+  return static_cast<int>(std::min<int64_t>(wanted, (H + 255) / 256));
+}
+
+// dh += dz W has K = H (up to millions) but a small output (B x d_h, a dozen 128 x 128 tiles
+// at B = 256): one GEMM would occupy a dozen SMs. It is split along H into slices (a strided
+// batch writing fp32 partials, then one kernel adding them): workspace for ~2 tiles per SM.
+constexpr int64_t kMinSliceLabels = 4096;
+int64_t split_workspace_floats() { return int64_t{2} * multiprocessors() * 128 * 128; }
+
+void gemm(cublasHandle_t handle, cublasOperation_t op_a, cublasOperation_t op_b, int64_t m,
+          int64_t n, int64_t k, const bf16* a, int64_t lda, const bf16* b, int64_t ldb, float beta,
+          void* c, cudaDataType c_type, int64_t ldc) {
+  const float alpha = 1.f;
+  HASTE_CUDA_CHECK(cublasGemmEx(handle, op_a, op_b, static_cast<int>(m), static_cast<int>(n),
+                                static_cast<int>(k), &alpha, a, CUDA_R_16BF, static_cast<int>(lda),
+                                b, CUDA_R_16BF, static_cast<int>(ldb), &beta, c, c_type,
+                                static_cast<int>(ldc), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+}
+
+std::vector<bf16> to_bf16(std::span<const float> values) {
+  std::vector<bf16> out(values.size());
+  std::transform(values.begin(), values.end(), out.begin(),
+                 [](float x) { return __float2bfloat16(x); });
+  return out;
+}
+
+template <typename T>
+void copy_to_device(T* device, std::span<const T> host) {
+  if (host.empty()) return;  // an empty head or tail has no device buffer
+  HASTE_CUDA_CHECK(cudaMemcpy(device, host.data(), host.size_bytes(), cudaMemcpyHostToDevice));
+}
+
+template <typename T>
+void copy_to_host(std::span<T> host, const T* device) {
+  if (host.empty()) return;
+  HASTE_CUDA_CHECK(cudaMemcpy(host.data(), device, host.size_bytes(), cudaMemcpyDeviceToHost));
+}
+
+}  // namespace
+
+OutputLayerShape OutputLayerShape::of(const Model& model) {
+  const ModelShape& s = model.shape();
+  const GroupSharedShape tail = model.tail_shape();
+  return {.d = model.hidden_dim(),
+          .H = s.head_labels,
+          .L_tail = s.tail_labels(),
+          .G = s.groups,
+          .g = s.group_size,
+          .k = tail.k,
+          .private_features = model.config().private_features};
+}
+
+OutputLayerShape OutputLayerShape::haste(int64_t d, int64_t L, int64_t H, int64_t g, int64_t k) {
+  check(d > 0 && L > 0 && H >= 0 && g >= 1,
+        "output layer: bad shape d = {}, L = {}, H = {}, g = {}", d, L, H, g);
+  const int64_t head = std::min(L, (H + g - 1) / g * g);
+  const int64_t tail = L - head;
+  return {
+      .d = d, .H = head, .L_tail = tail, .G = (tail + g - 1) / g, .g = g, .k = tail > 0 ? k : 0};
+}
+
+std::vector<std::pair<std::string, int64_t>> OutputLayerMemory::parts() const {
+  return {{"head weights", head_weights},
+          {"tail weights", tail_weights},
+          {"tail indices", tail_indices},
+          {"gradients", gradients},
+          {"optimizer state", optimizer_state},
+          {"activations", activations},
+          {"output layer (weights + grads + state)", output_layer_bytes()}};
+}
+
+struct OutputLayerGpu::Impl {
+  OutputLayerShape shape;
+  int64_t max_batch;
+  int sweep_blocks = 1;
+  DeviceBuffer<bf16> head_w, dhead_w, tail_w, dtail_w;
+  DeviceBuffer<float> head_b, dhead_b, tail_b, dtail_b;
+  DeviceBuffer<int32_t> indices;
+  DeviceBuffer<bf16> z;     // head logits, then dz [max_batch, H]
+  DeviceBuffer<bf16> ones;  // [max_batch]: db = dz^T 1
+  DeviceBuffer<float> positive_dz;
+  DeviceBuffer<float> dh_partials;  // split-K workspace of the head's dh
+  OptimizerGpu optimizer;
+  int head_w_slot = -1, head_b_slot = -1, tail_w_slot = -1, tail_b_slot = -1;
+  cublasHandle_t cublas{};
+
+  Impl(const OutputLayerShape& s, const OptimizerConfig& config, int64_t batch, uint64_t seed)
+      : shape(s), max_batch(batch), optimizer(config, seed) {
+    const int64_t slots = s.G * s.g;
+    head_w = DeviceBuffer<bf16>(s.H * s.d_head());
+    dhead_w = DeviceBuffer<bf16>(head_w.size());
+    head_b = DeviceBuffer<float>(s.H);
+    dhead_b = DeviceBuffer<float>(s.H);
+    tail_w = DeviceBuffer<bf16>(slots * s.k);
+    dtail_w = DeviceBuffer<bf16>(tail_w.size());
+    tail_b = DeviceBuffer<float>(slots);
+    dtail_b = DeviceBuffer<float>(slots);
+    indices = DeviceBuffer<int32_t>(s.G * s.k);
+    z = DeviceBuffer<bf16>(batch * s.H);
+    ones = DeviceBuffer<bf16>(std::vector<bf16>(batch, __float2bfloat16(1.f)));
+    if (s.H > 0) {
+      head_w_slot = optimizer.add("head.weight", {s.H, s.d_head()});
+      head_b_slot = optimizer.add("head.bias", {s.H});
+    }
+    if (s.G > 0) {
+      tail_w_slot = optimizer.add("tail.weight", {slots, s.k});
+      tail_b_slot = optimizer.add("tail.bias", {slots});
+    }
+    sweep_blocks = sweep_blocks_per_row(batch, s.H);
+    if (s.H >= 2 * kMinSliceLabels) dh_partials = DeviceBuffer<float>(split_workspace_floats());
+    HASTE_CUDA_CHECK(cublasCreate(&cublas));
+  }
+  ~Impl() { cublasDestroy(cublas); }
+
+  void head_step(int64_t B, const bf16* hT, const LabelTargetsDevice& targets, float* dhT,
+                 double* loss, cudaStream_t stream);
+};
+
+OutputLayerGpu::OutputLayerGpu(const OutputLayerShape& shape, const OptimizerConfig& optimizer,
+                               int64_t max_batch, uint64_t seed) {
+  check(max_batch > 0 && shape.d > 0 && shape.H >= 0 && shape.L_tail >= 0,
+        "GPU output layer: bad shape (d = {}, H = {}, L_tail = {}) or max batch {}", shape.d,
+        shape.H, shape.L_tail, max_batch);
+  check(shape.L_tail <= shape.G * shape.g,
+        "GPU output layer: {} tail labels do not fit G * g = {} slots", shape.L_tail,
+        shape.G * shape.g);
+  if (shape.G > 0) {
+    check_supported(shape.tail(), 16);  // the shape; each call checks its batch
+    check(shape.g > 1, "GPU output layer: the tail needs g > 1 (the fused kernel); g = {}",
+          shape.g);
+  }
+  impl_ = std::make_unique<Impl>(shape, optimizer, max_batch, seed);
+}
+
+OutputLayerGpu OutputLayerGpu::from_model(const Model& model, const OptimizerConfig& optimizer,
+                                          int64_t max_batch, uint64_t seed) {
+  OutputLayerGpu layer(OutputLayerShape::of(model), optimizer, max_batch, seed);
+  layer.upload(model);
+  return layer;
+}
+
+OutputLayerGpu::OutputLayerGpu(OutputLayerGpu&&) noexcept = default;
+OutputLayerGpu& OutputLayerGpu::operator=(OutputLayerGpu&&) noexcept = default;
+OutputLayerGpu::~OutputLayerGpu() = default;
+
+void OutputLayerGpu::upload(const Model& model) {
+  Impl& m = *impl_;
+  const OutputLayerShape s = OutputLayerShape::of(model);
+  check(s.d == m.shape.d && s.H == m.shape.H && s.G == m.shape.G && s.g == m.shape.g &&
+            s.k == m.shape.k && s.private_features == m.shape.private_features,
+        "GPU output layer: the model's output layer (d = {}, H = {}, G = {}, g = {}, k = {}) "
+        "differs from this one (d = {}, H = {}, G = {}, g = {}, k = {})",
+        s.d, s.H, s.G, s.g, s.k, m.shape.d, m.shape.H, m.shape.G, m.shape.g, m.shape.k);
+  for (const NamedTensor<const float>& t : model.float_tensors()) {
+    if (t.name == "head.weight") copy_to_device<bf16>(m.head_w.data(), to_bf16(t.data));
+    if (t.name == "head.bias") copy_to_device(m.head_b.data(), t.data);
+    if (t.name == "tail.weight") copy_to_device<bf16>(m.tail_w.data(), to_bf16(t.data));
+    if (t.name == "tail.bias") copy_to_device(m.tail_b.data(), t.data);
+  }
+  for (const NamedTensor<const int32_t>& t : model.int_tensors()) {
+    if (t.name == "tail.indices") copy_to_device(m.indices.data(), t.data);
+  }
+}
+
+void OutputLayerGpu::download(Model& model) const {
+  const Impl& m = *impl_;
+  std::vector<bf16> buffer;
+  auto weights = [&](const DeviceBuffer<bf16>& device, std::span<float> out) {
+    buffer.resize(device.size());
+    copy_to_host<bf16>(buffer, device.data());
+    std::transform(buffer.begin(), buffer.end(), out.begin(),
+                   [](bf16 x) { return __bfloat162float(x); });
+  };
+  for (const Parameter& p : model.parameters()) {
+    if (p.name == "head.weight") weights(m.head_w, p.value);
+    if (p.name == "head.bias") copy_to_host(p.value, m.head_b.data());
+    if (p.name == "tail.weight") weights(m.tail_w, p.value);
+    if (p.name == "tail.bias") copy_to_host(p.value, m.tail_b.data());
+  }
+  if (m.shape.G > 0) copy_to_host<int32_t>(model.tail().indices, m.indices.data());
+}
+
+void OutputLayerGpu::randomize(uint64_t seed) {
+  Impl& m = *impl_;
+  const OutputLayerShape& s = m.shape;
+  HASTE_CUDA_CHECK(launch_fill_uniform(m.head_w.data(), m.head_w.size(), s.d_head(), s.H,
+                                       std::sqrt(3.f / static_cast<float>(s.d_head())), seed, 0));
+  if (s.G > 0) {
+    HASTE_CUDA_CHECK(launch_fill_uniform(m.tail_w.data(), m.tail_w.size(), s.k, s.L_tail,
+                                         std::sqrt(3.f / static_cast<float>(s.k)), seed + 1, 0));
+    HASTE_CUDA_CHECK(
+        launch_random_group_indices(m.indices.data(), s.G, s.d_tail(), s.k, seed + 2, 0));
+  }
+  m.head_b.fill_bytes(0);
+  m.tail_b.fill_bytes(0);
+  HASTE_CUDA_CHECK(cudaDeviceSynchronize());
+}
+
+void OutputLayerGpu::Impl::head_step(int64_t B, const bf16* hT, const LabelTargetsDevice& targets,
+                                     float* dhT, double* loss, cudaStream_t stream) {
+  const int64_t H = shape.H, d_h = shape.d_head();
+  const bf16* x = hT + shape.head_offset() * B;
+  HASTE_CUDA_CHECK(cublasSetStream(cublas, stream));
+  // Zc (H x B) = Wc^T X^T
+  gemm(cublas, CUBLAS_OP_T, CUBLAS_OP_T, H, B, d_h, head_w.data(), d_h, x, B, 0.f, z.data(),
+       CUDA_R_16BF, H);
+  HeadLossArgs args{.B = B,
+                    .H = H,
+                    .z = z.data(),
+                    .bias = head_b.data(),
+                    .indptr = targets.indptr,
+                    .indices = targets.indices,
+                    .values = targets.values,
+                    .positive_dz = positive_dz.data(),
+                    .loss = loss,
+                    .inv_batch = 1.f / static_cast<float>(B)};
+  HASTE_CUDA_CHECK(launch_head_loss(args, sweep_blocks, stream));
+  // dWc (d_h x H) = X^T Zc^T;  db (H) = Zc 1;  dhTc (B x d_h) += Zc^T Wc^T
+  gemm(cublas, CUBLAS_OP_T, CUBLAS_OP_T, d_h, H, B, x, B, z.data(), H, 0.f, dhead_w.data(),
+       CUDA_R_16BF, d_h);
+  gemm(cublas, CUBLAS_OP_N, CUBLAS_OP_N, H, 1, B, z.data(), H, ones.data(), B, 0.f, dhead_b.data(),
+       CUDA_R_32F, H);
+  float* dh = dhT + shape.head_offset() * B;
+  const int64_t slices =
+      std::min(static_cast<int64_t>(dh_partials.size()) / (B * d_h), H / kMinSliceLabels);
+  if (slices < 2) {
+    gemm(cublas, CUBLAS_OP_T, CUBLAS_OP_T, B, d_h, H, z.data(), H, head_w.data(), d_h, 1.f, dh,
+         CUDA_R_32F, B);
+    return;
+  }
+  // Slice s covers labels [s * chunk, (s + 1) * chunk); the remainder joins slice 0.
+  const int64_t chunk = H / slices, rest = H - chunk * slices;
+  const float one = 1.f, zero = 0.f;
+  HASTE_CUDA_CHECK(cublasGemmStridedBatchedEx(
+      cublas, CUBLAS_OP_T, CUBLAS_OP_T, static_cast<int>(B), static_cast<int>(d_h),
+      static_cast<int>(chunk), &one, z.data(), CUDA_R_16BF, static_cast<int>(H), chunk,
+      head_w.data(), CUDA_R_16BF, static_cast<int>(d_h), chunk * d_h, &zero, dh_partials.data(),
+      CUDA_R_32F, static_cast<int>(B), B * d_h, static_cast<int>(slices), CUBLAS_COMPUTE_32F,
+      CUBLAS_GEMM_DEFAULT));
+  if (rest > 0) {
+    gemm(cublas, CUBLAS_OP_T, CUBLAS_OP_T, B, d_h, rest, z.data() + chunk * slices, H,
+         head_w.data() + chunk * slices * d_h, d_h, 1.f, dh_partials.data(), CUDA_R_32F, B);
+  }
+  HASTE_CUDA_CHECK(
+      launch_add_slices(dh, dh_partials.data(), B * d_h, static_cast<int>(slices), stream));
+}
+
+void OutputLayerGpu::forward_backward(int64_t B, const bf16* hT, const LabelTargetsDevice& targets,
+                                      float* dhT, double* loss, cudaStream_t stream) {
+  Impl& m = *impl_;
+  check(B > 0 && B <= m.max_batch && B % 16 == 0,
+        "GPU output layer: batch of {} rows; it takes a multiple of 16 up to {}", B, m.max_batch);
+  check(hT && dhT && loss && targets.indptr && targets.indices,
+        "GPU output layer: a device pointer is null");
+  check(targets.nnz >= 0, "GPU output layer: negative target count {}", targets.nnz);
+  if (m.shape.H > 0) {
+    if (static_cast<int64_t>(m.positive_dz.size()) < targets.nnz) {
+      m.positive_dz = DeviceBuffer<float>(std::max<int64_t>(targets.nnz, 2 * m.positive_dz.size()));
+    }
+    m.head_step(B, hT, targets, dhT, loss, stream);
+  }
+  if (m.shape.G > 0) {
+    const GroupSharedDevice tail{m.shape.tail(), m.indices.data(), m.tail_w.data(),
+                                 m.tail_b.data()};
+    const TailTargetsDevice tail_targets{
+        targets.indptr, targets.indices, targets.values, {m.shape.H, m.shape.L_tail}};
+    group_shared_fused_train(tail, B, hT, tail_targets, m.dtail_w.data(), m.dtail_b.data(), dhT,
+                             loss, stream);
+  }
+}
+
+void OutputLayerGpu::update(double lr, cudaStream_t stream) {
+  Impl& m = *impl_;
+  m.optimizer.begin_step(lr);
+  if (m.shape.H > 0) {
+    m.optimizer.update(m.head_w_slot, m.head_w.data(), m.dhead_w.data(), stream);
+    m.optimizer.update(m.head_b_slot, m.head_b.data(), m.dhead_b.data(), stream);
+  }
+  if (m.shape.G > 0) {
+    m.optimizer.update(m.tail_w_slot, m.tail_w.data(), m.dtail_w.data(), stream);
+    m.optimizer.update(m.tail_b_slot, m.tail_b.data(), m.dtail_b.data(), stream);
+  }
+}
+
+const OutputLayerShape& OutputLayerGpu::shape() const { return impl_->shape; }
+
+OutputLayerMemory OutputLayerGpu::memory() const {
+  const Impl& m = *impl_;
+  auto bytes = [](const auto& buffer) {
+    return static_cast<int64_t>(buffer.size() * sizeof(*buffer.data()));
+  };
+  OutputLayerMemory out;
+  out.head_weights = bytes(m.head_w) + bytes(m.head_b);
+  out.tail_weights = bytes(m.tail_w) + bytes(m.tail_b);
+  out.tail_indices = bytes(m.indices);
+  out.gradients = bytes(m.dhead_w) + bytes(m.dhead_b) + bytes(m.dtail_w) + bytes(m.dtail_b);
+  out.optimizer_state = m.optimizer.state_bytes();
+  out.activations = bytes(m.z) + bytes(m.ones) + bytes(m.positive_dz) + bytes(m.dh_partials);
+  return out;
+}
+
+OptimizerGpu& OutputLayerGpu::optimizer() { return impl_->optimizer; }
+bf16* OutputLayerGpu::head_weight() { return impl_->head_w.data(); }
+float* OutputLayerGpu::head_bias() { return impl_->head_b.data(); }
+bf16* OutputLayerGpu::tail_weight() { return impl_->tail_w.data(); }
+float* OutputLayerGpu::tail_bias() { return impl_->tail_b.data(); }
+int32_t* OutputLayerGpu::tail_indices() { return impl_->indices.data(); }
+const bf16* OutputLayerGpu::head_weight_grad() const { return impl_->dhead_w.data(); }
+const float* OutputLayerGpu::head_bias_grad() const { return impl_->dhead_b.data(); }
+const bf16* OutputLayerGpu::tail_weight_grad() const { return impl_->dtail_w.data(); }
+const float* OutputLayerGpu::tail_bias_grad() const { return impl_->dtail_b.data(); }
+
+}  // namespace haste::cuda

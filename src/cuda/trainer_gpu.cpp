@@ -1,0 +1,173 @@
+// The training loop on the GPU (include/haste/trainer_device.hpp): Trainer::fit's loop with the
+// step on the device. Per step, on one compute stream:
+//   batch (uploaded while the previous step ran) -> EncoderGpu::forward -> h, hT
+//   OutputLayerGpu::forward_backward (head GEMMs + fused tail; loss into one device double,
+//   gradient of h into dhT) -> EncoderGpu::backward -> updates (encoder: OptimizerGpu, lazy
+//   rows for a sparse input layer; output layer: its own OptimizerGpu)
+// The host waits only for the progress line every kProgressSteps steps and at the epoch's end,
+// where the model and optimizer state are downloaded for evaluation and checkpoints.
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <chrono>
+#include <haste/cuda/batch_upload.hpp>
+#include <haste/cuda/cuda_check.hpp>
+#include <haste/cuda/device_buffer.hpp>
+#include <haste/cuda/encoder_gpu.hpp>
+#include <haste/cuda/output_layer_gpu.hpp>
+#include <haste/device.hpp>
+#include <haste/error.hpp>
+#include <haste/progress.hpp>
+#include <haste/trainer_device.hpp>
+#include <optional>
+
+namespace haste {
+namespace {
+
+constexpr int64_t kRowMultiple = 16;    // the tail kernels' batch multiple
+constexpr int64_t kProgressSteps = 50;  // steps between progress lines (each syncs the device)
+
+double seconds_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+// The encoder's parameters with their optimizer handles.
+struct EncoderUpdate {
+  cuda::OptimizerGpu optimizer;
+  std::vector<int> handles;
+
+  EncoderUpdate(const OptimizerConfig& config, uint64_t seed, cuda::EncoderGpu& encoder)
+      : optimizer(config, seed) {
+    for (const cuda::DeviceParameter& p : encoder.parameters()) {
+      handles.push_back(optimizer.add(p.name, p.shape));
+    }
+  }
+
+  void step(double lr, cuda::EncoderGpu& encoder, cudaStream_t stream) {
+    optimizer.begin_step(lr);
+    std::vector<cuda::DeviceParameter> parameters = encoder.parameters();
+    for (size_t i = 0; i < parameters.size(); ++i) {
+      const cuda::DeviceParameter& p = parameters[i];
+      if (p.row_sparse) {
+        optimizer.update_rows(handles[i], p.value, encoder.sparse_weight_grad(),
+                              encoder.touched_rows(), encoder.touched_count(),
+                              encoder.max_touched_rows(), stream);
+      } else {
+        optimizer.update(handles[i], p.value, p.grad, stream);
+      }
+    }
+  }
+};
+
+}  // namespace
+
+std::string gpu_training_unsupported(const Model& model, const TrainConfig& config) {
+  const GpuInventory inventory = detect_gpus();
+  if (inventory.gpus.empty()) return inventory.unavailable_reason;
+  if (config.dst.enabled) return "DST does not run on the GPU yet";
+  try {
+    const cuda::OutputLayerShape shape = cuda::OutputLayerShape::of(model);
+    if (shape.G > 0) {
+      cuda::check_supported(shape.tail(), kRowMultiple);
+      check(shape.g > 1, "the GPU tail needs g > 1");
+    }
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+void fit_on_gpu(Trainer& trainer, Model& model, const Dataset& train, const Dataset* test,
+                const std::function<void(const EpochReport&)>& on_epoch_end) {
+  const TrainConfig& config = trainer.config();
+  const int64_t N = train.num_points();
+  check(N > 0, "train: the training set has no rows");
+  const int64_t max_batch = (config.batch_size + kRowMultiple - 1) / kRowMultiple * kRowMultiple;
+  const int64_t per_epoch = trainer.steps_per_epoch(N);
+  const int64_t total_steps = per_epoch * config.epochs;
+  const std::optional<uint64_t> no_dropout;
+  const bool dropout = model.config().dropout > 0;
+  std::vector<double> propensities;
+  if (test != nullptr && config.eval_each_epoch) propensities = jain_propensities(train.labels);
+
+  cudaStream_t stream{};
+  HASTE_CUDA_CHECK(cudaStreamCreate(&stream));
+  struct StreamGuard {
+    cudaStream_t s;
+    ~StreamGuard() { cudaStreamDestroy(s); }
+  } guard{stream};
+  cuda::EncoderGpu encoder = cuda::EncoderGpu::from_model(model, max_batch);
+  cuda::OutputLayerGpu output =
+      cuda::OutputLayerGpu::from_model(model, config.optimizer, max_batch, config.seed);
+  EncoderUpdate encoder_update(config.optimizer, config.seed + 1, encoder);
+  encoder_update.optimizer.upload(trainer.optimizer());
+  output.optimizer().upload(trainer.optimizer());
+  fmt::print("GPU output layer:");
+  for (const auto& [part, bytes] : output.memory().parts()) {
+    fmt::print(" {} {:.1f} MB;", part, static_cast<double>(bytes) * 1e-6);
+  }
+  fmt::print("\n");
+  cuda::BatchUploader uploader(cuda::UploadOptions::of(model));
+  cuda::DeviceBuffer<double> loss(1);
+
+  TrainerState state = trainer.state();
+  for (int epoch = state.epochs_done; epoch < config.epochs; ++epoch) {
+    EpochReport report;
+    report.epoch = epoch + 1;
+    const std::vector<int64_t> order = epoch_order(N, config.seed, epoch);
+    auto rows_of = [&](int64_t batch) {
+      const int64_t first = batch * config.batch_size;
+      return std::span<const int64_t>(order.data() + first, std::min(config.batch_size, N - first));
+    };
+    Progress progress(fmt::format("epoch {}/{}", epoch + 1, config.epochs), config.show_progress);
+    const auto start = std::chrono::steady_clock::now();
+    HASTE_CUDA_CHECK(cudaMemsetAsync(loss.data(), 0, sizeof(double), stream));
+    uploader.stage(train, rows_of(0));
+    for (int64_t batch = 0; batch < per_epoch; ++batch) {
+      const cuda::DeviceBatch device_batch = uploader.acquire(stream);
+      const int64_t step = state.steps_done;
+      encoder.forward(device_batch, dropout ? dropout_seed(config.seed, step) : no_dropout, stream);
+      output.forward_backward(
+          device_batch.B, encoder.hT(),
+          {device_batch.label_indptr, device_batch.label_indices, nullptr, device_batch.label_nnz},
+          encoder.dhT(), loss.data(), stream);
+      encoder.backward(device_batch, stream);
+      report.learning_rate =
+          config.optimizer.schedule.lr_at(config.optimizer.lr, step, total_steps);
+      encoder_update.step(report.learning_rate, encoder, stream);
+      output.update(report.learning_rate, stream);
+      state.steps_done = step + 1;
+      if (batch + 1 < per_epoch) uploader.stage(train, rows_of(batch + 1));
+      if ((batch + 1) % kProgressSteps == 0 || batch + 1 == per_epoch) {
+        double loss_sum = 0;
+        HASTE_CUDA_CHECK(cudaMemcpyAsync(&loss_sum, loss.data(), sizeof(double),
+                                         cudaMemcpyDeviceToHost, stream));
+        HASTE_CUDA_CHECK(cudaStreamSynchronize(stream));
+        report.mean_loss = loss_sum / static_cast<double>(batch + 1);
+        show_progress(progress, std::min(N, (batch + 1) * config.batch_size), N, report.mean_loss,
+                      seconds_since(start));
+      }
+    }
+    progress.finish();
+    report.train_seconds = seconds_since(start);
+    report.step = state.steps_done;
+    report.examples_per_second = static_cast<double>(N) / std::max(report.train_seconds, 1e-9);
+    // Back to the host: the model for evaluation and checkpoints, the state for checkpoints.
+    encoder.download(model, stream);
+    HASTE_CUDA_CHECK(cudaStreamSynchronize(stream));
+    output.download(model);
+    encoder_update.optimizer.download(trainer.optimizer());
+    output.optimizer().download(trainer.optimizer());
+    state.epochs_done = epoch + 1;
+    trainer.restore(state);
+    finish_epoch(config, model, test, propensities, report, on_epoch_end);
+  }
+  // Every device buffer is allocated before or in the first step, so what is in use now is the
+  // run's peak (this process and anything else on the GPU).
+  size_t free = 0, total = 0;
+  HASTE_CUDA_CHECK(cudaMemGetInfo(&free, &total));
+  fmt::print("GPU memory in use at the end of training: {:.2f} GB of {:.2f} GB\n",
+             static_cast<double>(total - free) * 1e-9, static_cast<double>(total) * 1e-9);
+}
+
+}  // namespace haste

@@ -1,0 +1,258 @@
+// The GPU output layer against the CPU model:
+//  - one forward_backward against the CPU output layer (src/model/output_layer.cpp) on fresh
+//    random bf16-rounded weights and h: loss, the four gradients (poisoned first) and dh (added
+//    to a random start), for HASTE with and without private features, a head-less tail and the
+//    dense layer (every label in the head; one large enough for the split dh product);
+//  - one whole training step (gradients + SGD update with stochastic rounding) against
+//    Model::compute_gradients + Optimizer::step, the weights moving through upload/download.
+// bf16 operands: bounds of METHOD.md (1e-2); the loss 5e-3 (the head's logits are bf16).
+// Skipped without a GPU.
+#include <cuda_bf16.h>
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <haste/cuda/device_buffer.hpp>
+#include <haste/cuda/output_layer_gpu.hpp>
+#include <haste/optimizer.hpp>
+#include <tuple>
+#include <vector>
+
+#include "model/encoder.hpp"
+#include "model/model_test_util.hpp"
+#include "model/output_layer.hpp"
+#include "test_util/gpu.hpp"
+#include "test_util/gpu_compare.hpp"
+#include "test_util/random_tensors.hpp"
+
+namespace haste {
+namespace {
+
+using cuda::bf16;
+using cuda::DeviceBuffer;
+using test_util::relative_error;
+using test_util::to_double;
+
+std::vector<double> to_double(std::span<const float> values) {
+  return {values.begin(), values.end()};
+}
+
+// Rounds fp32 values to bf16 in place.
+void round_in_place(std::vector<float>& values) {
+  for (float& x : values) x = __bfloat162float(__float2bfloat16(x));
+}
+
+template <typename T>
+std::vector<T> download(const T* device, size_t n) {
+  std::vector<T> out(n);
+  if (n == 0) return out;
+  HASTE_CUDA_CHECK(cudaMemcpy(out.data(), device, n * sizeof(T), cudaMemcpyDeviceToHost));
+  return out;
+}
+
+template <typename T>
+void upload(T* device, const std::vector<T>& host) {
+  if (host.empty()) return;
+  HASTE_CUDA_CHECK(
+      cudaMemcpy(device, host.data(), host.size() * sizeof(T), cudaMemcpyHostToDevice));
+}
+
+template <typename T>
+void poison(const T* device, size_t n) {
+  if (n == 0) return;
+  HASTE_CUDA_CHECK(cudaMemset(const_cast<T*>(device), 0xff, n * sizeof(T)));
+}
+
+// hT [d, B] bf16 of h [B, d].
+std::vector<bf16> transpose_bf16(const std::vector<float>& h, int64_t B, int64_t d) {
+  std::vector<bf16> out(B * d);
+  for (int64_t b = 0; b < B; ++b) {
+    for (int64_t f = 0; f < d; ++f) out[f * B + b] = __float2bfloat16(h[b * d + f]);
+  }
+  return out;
+}
+
+// One forward_backward of `gpu` on hT [d, B] against `targets` (model ids); the gradient of h is
+// added to dht. Returns the loss.
+double forward_backward(cuda::OutputLayerGpu& gpu, int64_t B, const std::vector<bf16>& hT,
+                        const CsrMatrix& targets, DeviceBuffer<float>& dht) {
+  DeviceBuffer<bf16> d_ht(hT);
+  DeviceBuffer<int64_t> d_indptr(targets.indptr);
+  DeviceBuffer<int32_t> d_indices(targets.indices);
+  DeviceBuffer<double> d_loss(std::vector<double>{0.0});
+  gpu.forward_backward(B, d_ht.data(), {d_indptr.data(), d_indices.data(), nullptr, targets.nnz()},
+                       dht.data(), d_loss.data(), nullptr);
+  HASTE_CUDA_CHECK(cudaDeviceSynchronize());
+  return d_loss.download()[0];
+}
+
+// The GPU layer's gradients against the CPU's.
+void expect_gradients(const cuda::OutputLayerGpu& gpu, std::span<const float> dhead_w,
+                      std::span<const float> dhead_b, std::span<const float> dtail_w,
+                      std::span<const float> dtail_b) {
+  auto expect = [](auto got, std::span<const float> expected, const char* name) {
+    if (expected.empty()) return;
+    EXPECT_LT(relative_error(to_double(got), to_double(expected)), 1e-2) << name;
+  };
+  expect(download(gpu.head_weight_grad(), dhead_w.size()), dhead_w, "head.weight grad");
+  expect(download(gpu.head_bias_grad(), dhead_b.size()), dhead_b, "head.bias grad");
+  expect(download(gpu.tail_weight_grad(), dtail_w.size()), dtail_w, "tail.weight grad");
+  expect(download(gpu.tail_bias_grad(), dtail_b.size()), dtail_b, "tail.bias grad");
+}
+
+// (B, d, L, H, g, k, private features)
+using Case = std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, bool>;
+
+class OutputLayerGpuGradients : public ::testing::TestWithParam<Case> {};
+
+TEST_P(OutputLayerGpuGradients, MatchTheCpuOutputLayer) {
+  HASTE_REQUIRE_GPU();
+  const auto [B, d, L, H_wanted, g, k, private_features] = GetParam();
+  cuda::OutputLayerShape shape = cuda::OutputLayerShape::haste(d, L, H_wanted, g, k);
+  shape.private_features = private_features;
+  ModelShape model_shape{.sparse_input = true,
+                         .input_dim = 1,
+                         .num_labels = L,
+                         .head_labels = shape.H,
+                         .groups = shape.G,
+                         .group_size = g,
+                         .fan_in = k > 0 ? k : 32};  // the dense layer has no tail
+  model::OutputLayer cpu(model_shape, d, private_features);
+  test_util::RandomTensors random(static_cast<uint64_t>(B * 31 + d * 7 + L + shape.H));
+  cpu.initialize(random.tensor<float>(L, -3.0, 0.0), static_cast<uint64_t>(L));
+  round_in_place(cpu.head_weight);
+  round_in_place(cpu.tail.weights);
+  std::vector<float> h = random.tensor<float>(B * d);
+  round_in_place(h);
+  const CsrMatrix targets = random.sparse_targets(B, L, 0.03);
+
+  std::vector<float> dh(B * d);
+  const double loss = cpu.forward_backward(B, h, targets, dh);
+
+  OptimizerConfig optimizer;
+  cuda::OutputLayerGpu gpu(shape, optimizer, B);
+  upload(gpu.head_weight(), std::vector<bf16>(cpu.head_weight.begin(), cpu.head_weight.end()));
+  upload(gpu.head_bias(), cpu.head_bias);
+  if (shape.G > 0) {
+    upload(gpu.tail_weight(), std::vector<bf16>(cpu.tail.weights.begin(), cpu.tail.weights.end()));
+    upload(gpu.tail_bias(), cpu.tail.bias);
+    upload(gpu.tail_indices(), cpu.tail.indices);
+  }
+  poison(gpu.head_weight_grad(), cpu.dhead_weight.size());
+  poison(gpu.head_bias_grad(), cpu.dhead_bias.size());
+  poison(gpu.tail_weight_grad(), cpu.dtail_weight.size());
+  poison(gpu.tail_bias_grad(), cpu.dtail_bias.size());
+
+  const std::vector<float> dh_start = random.tensor<float>(B * d);
+  std::vector<float> dht_start(B * d);
+  for (int64_t b = 0; b < B; ++b) {
+    for (int64_t f = 0; f < d; ++f) dht_start[f * B + b] = dh_start[b * d + f];
+  }
+  DeviceBuffer<float> d_dht(dht_start);
+  const double gpu_loss = forward_backward(gpu, B, transpose_bf16(h, B, d), targets, d_dht);
+
+  EXPECT_NEAR(gpu_loss, loss, 5e-3 * std::abs(loss)) << "loss";
+  expect_gradients(gpu, cpu.dhead_weight, cpu.dhead_bias, cpu.dtail_weight, cpu.dtail_bias);
+  const std::vector<float> dht = d_dht.download();
+  std::vector<double> got(B * d), expected(B * d);
+  for (int64_t b = 0; b < B; ++b) {
+    for (int64_t f = 0; f < d; ++f) {
+      got[b * d + f] = dht[f * B + b] - static_cast<double>(dh_start[b * d + f]);
+      expected[b * d + f] = dh[b * d + f];
+    }
+  }
+  EXPECT_LT(relative_error(got, expected), 1e-2) << "dh";
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Shapes, OutputLayerGpuGradients,
+    ::testing::Values(Case{32, 64, 300, 40, 8, 32, false},    // head + tail, padding slots
+                      Case{48, 256, 500, 64, 16, 64, true},   // private features
+                      Case{16, 96, 200, 0, 32, 32, false},    // no head
+                      Case{64, 128, 700, 700, 1, 0, false},   // dense: every label in the head
+                      Case{32, 64, 9001, 9001, 1, 0, false},  // dense, dh split over labels
+                      Case{32, 128, 257, 100, 32, 128, false}));
+
+// A whole step on a small model: h from the CPU encoder, targets renumbered to model ids.
+TEST(OutputLayerGpuStep, MatchesTheCpuModelAndOptimizer) {
+  HASTE_REQUIRE_GPU();
+  const Dataset data = test_util::small_synthetic(64, 80, 300);
+  ModelConfig config;
+  config.hidden = {64};
+  config.group_size = 8;
+  config.fan_in = 32;
+  config.head_fraction = 0.2;
+  config.normalize_input = false;
+  Model model = Model::build(config, data);
+  OptimizerConfig optimizer_config;
+  optimizer_config.kind = OptimizerKind::sgd;
+  optimizer_config.lr = 2.0;  // updates far above a bf16 ulp of the weights
+  const std::vector<int64_t> rows = test_util::first_rows(32);
+  const auto B = static_cast<int64_t>(rows.size());
+
+  // Round the output layer's weights to bf16 first so both sides start from the same values.
+  for (const Parameter& p : model.parameters()) {
+    if (p.name.ends_with(".weight") && !p.name.starts_with("encoder.")) {
+      for (float& x : p.value) x = __bfloat162float(__float2bfloat16(x));
+    }
+  }
+  cuda::OutputLayerGpu gpu = cuda::OutputLayerGpu::from_model(model, optimizer_config, B, 7);
+  Model before = test_util::copy_model(model);
+
+  // h of the batch through the CPU encoder with the model's encoder weights.
+  model::Encoder encoder(true, data.num_features(), config.hidden, config.activation, false);
+  for (const NamedTensor<const float>& t : model.float_tensors()) {
+    if (t.name == "encoder.0.weight")
+      encoder.layers()[0].weight.assign(t.data.begin(), t.data.end());
+    if (t.name == "encoder.0.bias") encoder.layers()[0].bias.assign(t.data.begin(), t.data.end());
+  }
+  model::EncoderActivations activations;
+  const std::span<const float> h = encoder.forward(InputRows::of(data, rows), activations);
+  std::vector<int32_t> to_model(model.shape().num_labels);
+  for (const NamedTensor<const int32_t>& t : model.int_tensors()) {
+    if (t.name != "labels.model_to_original") continue;
+    for (size_t i = 0; i < t.data.size(); ++i) to_model[t.data[i]] = static_cast<int32_t>(i);
+  }
+  CsrMatrix targets;
+  for (int64_t row : rows) {
+    std::vector<int32_t> labels;
+    for (int32_t label : data.labels.row_indices(row)) labels.push_back(to_model[label]);
+    std::sort(labels.begin(), labels.end());
+    targets.append_row(labels, {});
+  }
+
+  const double loss = model.compute_gradients(data, rows);
+  Optimizer optimizer(optimizer_config, model);
+  std::vector<std::vector<float>> grads;
+  for (const Parameter& p : model.parameters()) grads.emplace_back(p.grad.begin(), p.grad.end());
+  optimizer.step(optimizer_config.lr);
+
+  DeviceBuffer<float> d_dht(std::vector<float>(B * model.hidden_dim(), 0.f));
+  const double gpu_loss = forward_backward(
+      gpu, B, transpose_bf16({h.begin(), h.end()}, B, model.hidden_dim()), targets, d_dht);
+  EXPECT_NEAR(gpu_loss, loss, 5e-3 * std::abs(loss)) << "loss";
+  const std::vector<Parameter> parameters = model.parameters();
+  expect_gradients(gpu, grads[2], grads[3], grads[4], grads[5]);
+  ASSERT_EQ(parameters[2].name, "head.weight");
+  ASSERT_EQ(parameters[4].name, "tail.weight");
+
+  gpu.update(optimizer_config.lr, nullptr);
+  Model after = test_util::copy_model(before);
+  gpu.download(after);
+  std::vector<Parameter> old_parameters = before.parameters(), new_parameters = after.parameters();
+  for (size_t i = 2; i < parameters.size(); ++i) {
+    std::vector<double> got, expected;
+    for (size_t e = 0; e < parameters[i].value.size(); ++e) {
+      got.push_back(new_parameters[i].value[e] - old_parameters[i].value[e]);
+      expected.push_back(parameters[i].value[e] - old_parameters[i].value[e]);
+    }
+    EXPECT_LT(relative_error(got, expected), 3e-2) << parameters[i].name << " update";
+    EXPECT_LT(relative_error(to_double(new_parameters[i].value), to_double(parameters[i].value)),
+              1e-2)
+        << parameters[i].name;
+  }
+  EXPECT_TRUE(std::equal(after.tail().indices.begin(), after.tail().indices.end(),
+                         model.tail().indices.begin()));
+}
+
+}  // namespace
+}  // namespace haste
