@@ -100,13 +100,19 @@ class Progress;
 void show_progress(Progress& progress, int64_t done, int64_t rows, double mean_loss,
                    double seconds);
 
-// The end of an epoch in the CPU and GPU loops alike: the evaluation on `test` (when given and
-// configured; propensities from the training labels) into `report`, then the callback.
-void finish_epoch(const TrainConfig& config, const Model& model, const Dataset* test,
+// Ranks every row of a dataset: the top config.top_k labels, original ids, best first.
+using RankFunction = std::function<Rankings(const Dataset&)>;
+
+// The end of an epoch in the CPU and GPU loops alike: the evaluation of `rank`'s rankings of
+// `test` (when given and configured; propensities from the training labels) into `report`,
+// then the callback.
+void finish_epoch(const TrainConfig& config, const RankFunction& rank, const Dataset* test,
                   const std::vector<double>& propensities, EpochReport& report,
                   const std::function<void(const EpochReport&)>& on_epoch_end);
 
-// The dropout seed of step `step` (0-based) of a run seeded `seed` (CPU and GPU loops alike).
+// The seeds of step `step` (0-based) of a run seeded `seed`, CPU and GPU loops alike: dropout
+// while computing the step, DST after it.
 uint64_t dropout_seed(uint64_t seed, int64_t step);
+uint64_t dst_seed(uint64_t seed, int64_t step);
 
 }  // namespace haste

@@ -7,9 +7,11 @@
 // The GPU loop is the CPU loop's: same shuffles, dropout seeds, learning-rate schedule, step
 // count and EpochReport. The model and the optimizer state go to the device at the start and
 // come back after every epoch, so evaluation (on the CPU, Model::predict), checkpoints and
-// --resume are the CPU path's. Differences: bf16 output-layer weights updated with stochastic
-// rounding, and a last partial batch is padded to a multiple of 16 rows that count in its mean.
-// Not on the GPU yet: DST (auto falls back to the CPU when it is on).
+// --resume are the CPU path's; the test set is ranked on the device (fused top-k). Differences:
+// bf16 output-layer weights updated with stochastic rounding; a last partial batch is padded to
+// a multiple of 16 rows that count in its mean; DST's prune/regrow choice is made on the host
+// from the downloaded tail (OutputLayerGpu::rewire_tail), with random regrowth only (auto falls
+// back to the CPU for gradient regrowth).
 #pragma once
 
 #include <functional>

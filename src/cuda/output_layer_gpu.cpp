@@ -71,6 +71,14 @@ void copy_to_host(std::span<T> host, const T* device) {
   HASTE_CUDA_CHECK(cudaMemcpy(host.data(), device, host.size_bytes(), cudaMemcpyDeviceToHost));
 }
 
+// bf16 device weights into fp32 host values.
+void copy_weights_to_host(std::span<float> host, const DeviceBuffer<bf16>& device) {
+  std::vector<bf16> buffer(device.size());
+  copy_to_host<bf16>(buffer, device.data());
+  std::transform(buffer.begin(), buffer.end(), host.begin(),
+                 [](bf16 x) { return __bfloat162float(x); });
+}
+
 }  // namespace
 
 OutputLayerShape OutputLayerShape::of(const Model& model) {
@@ -111,7 +119,11 @@ struct OutputLayerGpu::Impl {
   DeviceBuffer<bf16> head_w, dhead_w, tail_w, dtail_w;
   DeviceBuffer<float> head_b, dhead_b, tail_b, dtail_b;
   DeviceBuffer<int32_t> indices;
-  DeviceBuffer<bf16> z;     // head logits, then dz [max_batch, H]
+  // Head logits, then dz: [max_batch, H] with row stride z_ld, H rounded up to 8 labels so
+  // that every row starts 16-byte aligned (cuBLAS runs ~2x slower on an odd stride, e.g. the
+  // dense 670,091-label layer).
+  int64_t z_ld = 0;
+  DeviceBuffer<bf16> z;
   DeviceBuffer<bf16> ones;  // [max_batch]: db = dz^T 1
   DeviceBuffer<float> positive_dz;
   DeviceBuffer<float> dh_partials;  // split-K workspace of the head's dh
@@ -131,7 +143,8 @@ struct OutputLayerGpu::Impl {
     tail_b = DeviceBuffer<float>(slots);
     dtail_b = DeviceBuffer<float>(slots);
     indices = DeviceBuffer<int32_t>(s.G * s.k);
-    z = DeviceBuffer<bf16>(batch * s.H);
+    z_ld = (s.H + 7) / 8 * 8;
+    z = DeviceBuffer<bf16>(batch * z_ld);
     ones = DeviceBuffer<bf16>(std::vector<bf16>(batch, __float2bfloat16(1.f)));
     if (s.H > 0) {
       head_w_slot = optimizer.add("head.weight", {s.H, s.d_head()});
@@ -199,17 +212,10 @@ void OutputLayerGpu::upload(const Model& model) {
 
 void OutputLayerGpu::download(Model& model) const {
   const Impl& m = *impl_;
-  std::vector<bf16> buffer;
-  auto weights = [&](const DeviceBuffer<bf16>& device, std::span<float> out) {
-    buffer.resize(device.size());
-    copy_to_host<bf16>(buffer, device.data());
-    std::transform(buffer.begin(), buffer.end(), out.begin(),
-                   [](bf16 x) { return __bfloat162float(x); });
-  };
   for (const Parameter& p : model.parameters()) {
-    if (p.name == "head.weight") weights(m.head_w, p.value);
+    if (p.name == "head.weight") copy_weights_to_host(p.value, m.head_w);
     if (p.name == "head.bias") copy_to_host(p.value, m.head_b.data());
-    if (p.name == "tail.weight") weights(m.tail_w, p.value);
+    if (p.name == "tail.weight") copy_weights_to_host(p.value, m.tail_w);
     if (p.name == "tail.bias") copy_to_host(p.value, m.tail_b.data());
   }
   if (m.shape.G > 0) copy_to_host<int32_t>(model.tail().indices, m.indices.data());
@@ -238,9 +244,10 @@ void OutputLayerGpu::Impl::head_step(int64_t B, const bf16* hT, const LabelTarge
   HASTE_CUDA_CHECK(cublasSetStream(cublas, stream));
   // Zc (H x B) = Wc^T X^T
   gemm(cublas, CUBLAS_OP_T, CUBLAS_OP_T, H, B, d_h, head_w.data(), d_h, x, B, 0.f, z.data(),
-       CUDA_R_16BF, H);
+       CUDA_R_16BF, z_ld);
   HeadLossArgs args{.B = B,
                     .H = H,
+                    .ld = z_ld,
                     .z = z.data(),
                     .bias = head_b.data(),
                     .indptr = targets.indptr,
@@ -251,15 +258,15 @@ void OutputLayerGpu::Impl::head_step(int64_t B, const bf16* hT, const LabelTarge
                     .inv_batch = 1.f / static_cast<float>(B)};
   HASTE_CUDA_CHECK(launch_head_loss(args, sweep_blocks, stream));
   // dWc (d_h x H) = X^T Zc^T;  db (H) = Zc 1;  dhTc (B x d_h) += Zc^T Wc^T
-  gemm(cublas, CUBLAS_OP_T, CUBLAS_OP_T, d_h, H, B, x, B, z.data(), H, 0.f, dhead_w.data(),
+  gemm(cublas, CUBLAS_OP_T, CUBLAS_OP_T, d_h, H, B, x, B, z.data(), z_ld, 0.f, dhead_w.data(),
        CUDA_R_16BF, d_h);
-  gemm(cublas, CUBLAS_OP_N, CUBLAS_OP_N, H, 1, B, z.data(), H, ones.data(), B, 0.f, dhead_b.data(),
-       CUDA_R_32F, H);
+  gemm(cublas, CUBLAS_OP_N, CUBLAS_OP_N, H, 1, B, z.data(), z_ld, ones.data(), B, 0.f,
+       dhead_b.data(), CUDA_R_32F, H);
   float* dh = dhT + shape.head_offset() * B;
   const int64_t slices =
       std::min(static_cast<int64_t>(dh_partials.size()) / (B * d_h), H / kMinSliceLabels);
   if (slices < 2) {
-    gemm(cublas, CUBLAS_OP_T, CUBLAS_OP_T, B, d_h, H, z.data(), H, head_w.data(), d_h, 1.f, dh,
+    gemm(cublas, CUBLAS_OP_T, CUBLAS_OP_T, B, d_h, H, z.data(), z_ld, head_w.data(), d_h, 1.f, dh,
          CUDA_R_32F, B);
     return;
   }
@@ -268,12 +275,12 @@ void OutputLayerGpu::Impl::head_step(int64_t B, const bf16* hT, const LabelTarge
   const float one = 1.f, zero = 0.f;
   HASTE_CUDA_CHECK(cublasGemmStridedBatchedEx(
       cublas, CUBLAS_OP_T, CUBLAS_OP_T, static_cast<int>(B), static_cast<int>(d_h),
-      static_cast<int>(chunk), &one, z.data(), CUDA_R_16BF, static_cast<int>(H), chunk,
+      static_cast<int>(chunk), &one, z.data(), CUDA_R_16BF, static_cast<int>(z_ld), chunk,
       head_w.data(), CUDA_R_16BF, static_cast<int>(d_h), chunk * d_h, &zero, dh_partials.data(),
       CUDA_R_32F, static_cast<int>(B), B * d_h, static_cast<int>(slices), CUBLAS_COMPUTE_32F,
       CUBLAS_GEMM_DEFAULT));
   if (rest > 0) {
-    gemm(cublas, CUBLAS_OP_T, CUBLAS_OP_T, B, d_h, rest, z.data() + chunk * slices, H,
+    gemm(cublas, CUBLAS_OP_T, CUBLAS_OP_T, B, d_h, rest, z.data() + chunk * slices, z_ld,
          head_w.data() + chunk * slices * d_h, d_h, 1.f, dh_partials.data(), CUDA_R_32F, B);
   }
   HASTE_CUDA_CHECK(
@@ -315,6 +322,53 @@ void OutputLayerGpu::update(double lr, cudaStream_t stream) {
     m.optimizer.update(m.tail_w_slot, m.tail_w.data(), m.dtail_w.data(), stream);
     m.optimizer.update(m.tail_b_slot, m.tail_b.data(), m.dtail_b.data(), stream);
   }
+}
+
+void OutputLayerGpu::predict_topk(int64_t B, const bf16* hT, TopKGpu& topk,
+                                  const int32_t* label_map, float* scores, int32_t* labels,
+                                  cudaStream_t stream) {
+  Impl& m = *impl_;
+  const OutputLayerShape& s = m.shape;
+  check(B > 0 && B <= m.max_batch, "GPU output layer: top-k of {} rows; it takes 1 to {}", B,
+        m.max_batch);
+  if (s.H > 0) {  // Zc (H x B) = Wc^T X^T, as in head_step; the bias is added by TopKGpu
+    HASTE_CUDA_CHECK(cublasSetStream(m.cublas, stream));
+    gemm(m.cublas, CUBLAS_OP_T, CUBLAS_OP_T, s.H, B, s.d_head(), m.head_w.data(), s.d_head(),
+         hT + s.head_offset() * B, B, 0.f, m.z.data(), CUDA_R_16BF, m.z_ld);
+  }
+  TopKInputs inputs{.B = B,
+                    .H = s.H,
+                    .head_logits = m.z.data(),
+                    .head_ld = m.z_ld,
+                    .head_bias = m.head_b.data(),
+                    .tail = {s.tail(), m.indices.data(), m.tail_w.data(), m.tail_b.data()},
+                    .tail_labels = s.L_tail,
+                    .hT = hT,
+                    .label_map = label_map};
+  topk.run(inputs, scores, labels, stream);
+}
+
+DstResult OutputLayerGpu::rewire_tail(DstPrune prune, DstRegrow regrow, double fraction,
+                                      uint64_t seed, cudaStream_t stream) {
+  Impl& m = *impl_;
+  check(regrow == DstRegrow::random,
+        "GPU DST: regrowth '{}' needs the tail's dZ, which the fused kernel never writes; use "
+        "regrow = \"random\" or train on the CPU",
+        to_string(regrow));
+  if (m.shape.G == 0) return {fraction, 0};
+  HASTE_CUDA_CHECK(cudaStreamSynchronize(stream));  // the last update has written the weights
+  std::vector<float> weights(m.tail_w.size());
+  copy_weights_to_host(weights, m.tail_w);
+  std::vector<int32_t> indices(m.indices.size()), source(m.indices.size());
+  copy_to_host<int32_t>(indices, m.indices.data());
+  const DstResult result = haste::rewire_tail(m.shape.tail(), indices, weights, TailBatch{}, prune,
+                                              regrow, fraction, seed, source);
+  copy_to_device<bf16>(m.tail_w.data(), to_bf16(weights));  // bf16 values: exact round trip
+  copy_to_device<int32_t>(m.indices.data(), indices);
+  const DeviceBuffer<int32_t> device_source(source);
+  m.optimizer.remap_tail_slots(m.shape.tail(), device_source.data(), stream);
+  HASTE_CUDA_CHECK(cudaStreamSynchronize(stream));  // before device_source is freed
+  return result;
 }
 
 const OutputLayerShape& OutputLayerGpu::shape() const { return impl_->shape; }

@@ -41,7 +41,7 @@ __global__ void head_positives_kernel(HeadLossArgs a) {
   for (int64_t p = a.indptr[b] + threadIdx.x; p < a.indptr[b + 1]; p += blockDim.x) {
     const int32_t l = a.indices[p];
     if (l >= a.H) continue;
-    const float x = __bfloat162float(a.z[b * a.H + l]) + a.bias[l];
+    const float x = __bfloat162float(a.z[b * a.ld + l]) + a.bias[l];
     const float y = a.values ? a.values[p] : 1.f;
     loss -= static_cast<double>(y) * x;
     a.positive_dz[p] = (sigmoid(x) - y) * a.inv_batch;
@@ -53,7 +53,7 @@ __global__ void head_positives_kernel(HeadLossArgs a) {
 // dz = sigmoid(x) / B.
 __global__ void head_sweep_kernel(HeadLossArgs a) {
   const int64_t b = blockIdx.y;
-  __nv_bfloat16* row = a.z + b * a.H;
+  __nv_bfloat16* row = a.z + b * a.ld;
   float loss = 0;
   for (int64_t l = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; l < a.H;
        l += int64_t{gridDim.x} * blockDim.x) {
@@ -68,7 +68,7 @@ __global__ void head_positives_write_kernel(HeadLossArgs a) {
   const int64_t b = blockIdx.x;
   for (int64_t p = a.indptr[b] + threadIdx.x; p < a.indptr[b + 1]; p += blockDim.x) {
     const int32_t l = a.indices[p];
-    if (l < a.H) a.z[b * a.H + l] = __float2bfloat16(a.positive_dz[p]);
+    if (l < a.H) a.z[b * a.ld + l] = __float2bfloat16(a.positive_dz[p]);
   }
 }
 

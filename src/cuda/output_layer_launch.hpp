@@ -9,10 +9,10 @@
 
 namespace haste::cuda {
 
-// The head's logits z [B, H] bf16 row-major (bias not yet added) and the batch's CSR targets
-// in model label ids (labels >= H belong to the tail and are skipped).
+// The head's logits z [B, H] bf16 row-major with row stride ld >= H (bias not yet added) and
+// the batch's CSR targets in model label ids (labels >= H belong to the tail and are skipped).
 struct HeadLossArgs {
-  int64_t B = 0, H = 0;
+  int64_t B = 0, H = 0, ld = 0;
   __nv_bfloat16* z = nullptr;  // in: logits without bias; out: dz
   const float* bias = nullptr;
   const int64_t* indptr = nullptr;

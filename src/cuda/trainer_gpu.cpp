@@ -4,8 +4,10 @@
 //   OutputLayerGpu::forward_backward (head GEMMs + fused tail; loss into one device double,
 //   gradient of h into dhT) -> EncoderGpu::backward -> updates (encoder: OptimizerGpu, lazy
 //   rows for a sparse input layer; output layer: its own OptimizerGpu)
+// DST (random regrowth) rewires the tail through the host when due (OutputLayerGpu::rewire_tail).
 // The host waits only for the progress line every kProgressSteps steps and at the epoch's end,
-// where the model and optimizer state are downloaded for evaluation and checkpoints.
+// where the test set is ranked on the device (fused top-k) and the model and optimizer state
+// are downloaded for checkpoints.
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -14,11 +16,13 @@
 #include <haste/cuda/cuda_check.hpp>
 #include <haste/cuda/device_buffer.hpp>
 #include <haste/cuda/encoder_gpu.hpp>
+#include <haste/cuda/group_shared_topk.hpp>
 #include <haste/cuda/output_layer_gpu.hpp>
 #include <haste/device.hpp>
 #include <haste/error.hpp>
 #include <haste/progress.hpp>
 #include <haste/trainer_device.hpp>
+#include <numeric>
 #include <optional>
 
 namespace haste {
@@ -59,12 +63,88 @@ struct EncoderUpdate {
   }
 };
 
+// Ranks datasets on the device as Model::predict does on the host (original label ids, best
+// first, logits as scores): batches of the training batch size through the encoder (no
+// dropout) and OutputLayerGpu::predict_topk. Its own uploader, so the training one's slots are
+// left alone.
+class DeviceRanker {
+ public:
+  DeviceRanker(const Model& model, int k, int64_t batch_rows, int64_t max_batch)
+      : uploader_(cuda::UploadOptions::of(model)),
+        topk_(k),
+        batch_rows_(batch_rows),
+        label_count_(model.shape().num_labels),
+        scores_(max_batch * k),
+        labels_(max_batch * k) {
+    for (const auto& tensor : model.int_tensors()) {
+      if (tensor.name == "labels.model_to_original") {
+        label_map_ = cuda::DeviceBuffer<int32_t>(
+            std::vector<int32_t>(tensor.data.begin(), tensor.data.end()));
+      }
+    }
+  }
+
+  Rankings rank(const Dataset& data, cuda::EncoderGpu& encoder, cuda::OutputLayerGpu& output,
+                cudaStream_t stream) {
+    const int64_t N = data.dense.cols > 0 ? data.dense.rows : data.features.rows;
+    std::vector<int64_t> order(N);
+    std::iota(order.begin(), order.end(), 0);
+    auto inputs_at = [&](int64_t first) {
+      return InputRows::of(
+          data, std::span<const int64_t>(order.data() + first, std::min(batch_rows_, N - first)));
+    };
+    const int k = topk_.k();
+    std::vector<float> scores(scores_.size());
+    std::vector<int32_t> labels(labels_.size());
+    Rankings rankings;
+    rankings.cols = label_count_;
+    if (N > 0) uploader_.stage(inputs_at(0), nullptr);
+    for (int64_t first = 0; first < N; first += batch_rows_) {
+      const cuda::DeviceBatch batch = uploader_.acquire(stream);
+      encoder.forward(batch, std::nullopt, stream);
+      output.predict_topk(batch.B, encoder.hT(), topk_, label_map_.data(), scores_.data(),
+                          labels_.data(), stream);
+      if (first + batch_rows_ < N) uploader_.stage(inputs_at(first + batch_rows_), nullptr);
+      const size_t count = static_cast<size_t>(batch.rows * k);
+      HASTE_CUDA_CHECK(cudaMemcpyAsync(scores.data(), scores_.data(), count * sizeof(float),
+                                       cudaMemcpyDeviceToHost, stream));
+      HASTE_CUDA_CHECK(cudaMemcpyAsync(labels.data(), labels_.data(), count * sizeof(int32_t),
+                                       cudaMemcpyDeviceToHost, stream));
+      HASTE_CUDA_CHECK(cudaStreamSynchronize(stream));
+      for (int64_t r = 0; r < batch.rows; ++r) {
+        const auto row_labels = std::span<const int32_t>(labels).subspan(r * k, k);
+        // Rows with fewer than k labels end with label -1.
+        const auto real = static_cast<size_t>(std::find(row_labels.begin(), row_labels.end(), -1) -
+                                              row_labels.begin());
+        rankings.append_row(row_labels.first(real),
+                            std::span<const float>(scores).subspan(r * k, real));
+      }
+    }
+    return rankings;
+  }
+
+ private:
+  cuda::BatchUploader uploader_;
+  cuda::TopKGpu topk_;
+  int64_t batch_rows_;
+  int64_t label_count_;
+  cuda::DeviceBuffer<float> scores_;
+  cuda::DeviceBuffer<int32_t> labels_;
+  cuda::DeviceBuffer<int32_t> label_map_;
+};
+
 }  // namespace
 
 std::string gpu_training_unsupported(const Model& model, const TrainConfig& config) {
   const GpuInventory inventory = detect_gpus();
   if (inventory.gpus.empty()) return inventory.unavailable_reason;
-  if (config.dst.enabled) return "DST does not run on the GPU yet";
+  if (config.dst.enabled && config.dst.regrow != DstRegrow::random) {
+    return "DST with gradient regrowth needs the tail's dZ, which the fused kernel never writes "
+           "(regrow = \"random\" runs on the GPU)";
+  }
+  if (config.top_k > cuda::kMaxTopK) {
+    return fmt::format("top_k = {} is above the GPU's largest, {}", config.top_k, cuda::kMaxTopK);
+  }
   try {
     const cuda::OutputLayerShape shape = cuda::OutputLayerShape::of(model);
     if (shape.G > 0) {
@@ -109,6 +189,10 @@ void fit_on_gpu(Trainer& trainer, Model& model, const Dataset& train, const Data
   fmt::print("\n");
   cuda::BatchUploader uploader(cuda::UploadOptions::of(model));
   cuda::DeviceBuffer<double> loss(1);
+  std::optional<DeviceRanker> ranker;
+  if (test != nullptr && config.eval_each_epoch) {
+    ranker.emplace(model, config.top_k, config.batch_size, max_batch);
+  }
 
   TrainerState state = trainer.state();
   for (int epoch = state.epochs_done; epoch < config.epochs; ++epoch) {
@@ -138,6 +222,14 @@ void fit_on_gpu(Trainer& trainer, Model& model, const Dataset& train, const Data
       output.update(report.learning_rate, stream);
       state.steps_done = step + 1;
       if (batch + 1 < per_epoch) uploader.stage(train, rows_of(batch + 1));
+      if (config.dst.due(state.steps_done, total_steps)) {
+        report.dst_changed_slots +=
+            output
+                .rewire_tail(config.dst.prune, config.dst.regrow,
+                             config.dst.fraction_at(state.steps_done, total_steps),
+                             dst_seed(config.seed, state.steps_done), stream)
+                .changed_slots;
+      }
       if ((batch + 1) % kProgressSteps == 0 || batch + 1 == per_epoch) {
         double loss_sum = 0;
         HASTE_CUDA_CHECK(cudaMemcpyAsync(&loss_sum, loss.data(), sizeof(double),
@@ -160,7 +252,9 @@ void fit_on_gpu(Trainer& trainer, Model& model, const Dataset& train, const Data
     output.optimizer().download(trainer.optimizer());
     state.epochs_done = epoch + 1;
     trainer.restore(state);
-    finish_epoch(config, model, test, propensities, report, on_epoch_end);
+    finish_epoch(
+        config, [&](const Dataset& data) { return ranker->rank(data, encoder, output, stream); },
+        test, propensities, report, on_epoch_end);
   }
   // Every device buffer is allocated before or in the first step, so what is in use now is the
   // run's peak (this process and anything else on the GPU).

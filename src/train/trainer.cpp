@@ -32,13 +32,12 @@ void show_progress(Progress& progress, int64_t done, int64_t rows, double mean_l
   progress.update(static_cast<double>(done) / static_cast<double>(rows), done, status.c_str());
 }
 
-void finish_epoch(const TrainConfig& config, const Model& model, const Dataset* test,
+void finish_epoch(const TrainConfig& config, const RankFunction& rank, const Dataset* test,
                   const std::vector<double>& propensities, EpochReport& report,
                   const std::function<void(const EpochReport&)>& on_epoch_end) {
   if (test != nullptr && config.eval_each_epoch) {
     const auto eval_start = std::chrono::steady_clock::now();
-    report.metrics =
-        haste::evaluate(model.predict(*test, config.top_k), test->labels, propensities);
+    report.metrics = haste::evaluate(rank(*test), test->labels, propensities);
     report.eval_seconds = seconds_since(eval_start);
   }
   if (on_epoch_end) on_epoch_end(report);
@@ -46,6 +45,10 @@ void finish_epoch(const TrainConfig& config, const Model& model, const Dataset* 
 
 uint64_t dropout_seed(uint64_t seed, int64_t step) {
   return hash_key(seed, kDropoutStream, static_cast<uint64_t>(step));
+}
+
+uint64_t dst_seed(uint64_t seed, int64_t step) {
+  return hash_key(seed, kDstStream, static_cast<uint64_t>(step));
 }
 
 std::vector<int64_t> epoch_order(int64_t rows, uint64_t seed, int epoch) {
@@ -108,7 +111,7 @@ void Trainer::fit(const Dataset& train, const Dataset* test,
         report.dst_changed_slots +=
             apply_dst(model_, optimizer_, config_.dst.prune, config_.dst.regrow,
                       config_.dst.fraction_at(state_.steps_done, total_steps),
-                      hash_key(config_.seed, kDstStream, state_.steps_done))
+                      dst_seed(config_.seed, state_.steps_done))
                 .changed_slots;
       }
       show_progress(progress, first + static_cast<int64_t>(rows.size()), N,
@@ -120,7 +123,9 @@ void Trainer::fit(const Dataset& train, const Dataset* test,
     report.mean_loss = loss_sum / static_cast<double>(per_epoch);
     report.examples_per_second = static_cast<double>(N) / std::max(report.train_seconds, 1e-9);
     state_.epochs_done = epoch + 1;
-    finish_epoch(config_, model_, test, propensities, report, on_epoch_end);
+    finish_epoch(
+        config_, [&](const Dataset& data) { return model_.predict(data, config_.top_k); }, test,
+        propensities, report, on_epoch_end);
   }
 }
 

@@ -20,6 +20,7 @@
 #include "model/encoder.hpp"
 #include "model/model_test_util.hpp"
 #include "model/output_layer.hpp"
+#include "test_util/device_copy.hpp"
 #include "test_util/gpu.hpp"
 #include "test_util/gpu_compare.hpp"
 #include "test_util/random_tensors.hpp"
@@ -29,8 +30,10 @@ namespace {
 
 using cuda::bf16;
 using cuda::DeviceBuffer;
+using test_util::download;
 using test_util::relative_error;
 using test_util::to_double;
+using test_util::upload;
 
 std::vector<double> to_double(std::span<const float> values) {
   return {values.begin(), values.end()};
@@ -39,21 +42,6 @@ std::vector<double> to_double(std::span<const float> values) {
 // Rounds fp32 values to bf16 in place.
 void round_in_place(std::vector<float>& values) {
   for (float& x : values) x = __bfloat162float(__float2bfloat16(x));
-}
-
-template <typename T>
-std::vector<T> download(const T* device, size_t n) {
-  std::vector<T> out(n);
-  if (n == 0) return out;
-  HASTE_CUDA_CHECK(cudaMemcpy(out.data(), device, n * sizeof(T), cudaMemcpyDeviceToHost));
-  return out;
-}
-
-template <typename T>
-void upload(T* device, const std::vector<T>& host) {
-  if (host.empty()) return;
-  HASTE_CUDA_CHECK(
-      cudaMemcpy(device, host.data(), host.size() * sizeof(T), cudaMemcpyHostToDevice));
 }
 
 template <typename T>

@@ -2,9 +2,13 @@
 // (sparse inputs, dense head + group-shared tail, AdamW, dropout) from the same model, compared
 // epoch by epoch. The GPU keeps the output layer in bf16 with stochastic rounding, so the two
 // runs are not bit-equal: mean losses agree within 5% and P@1 / P@5 within 0.05. The trained
-// model and optimizer state come back to the host (steps, finite weights). Skipped without a GPU.
+// model and optimizer state come back to the host (steps, finite weights). The test set is
+// ranked on the device (fused top-k) in the GPU run. With DST (random regrowth, every 8 steps)
+// the GPU run changes tail slots and keeps every group's indices sorted and distinct.
+// Skipped without a GPU.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <haste/trainer.hpp>
 #include <haste/trainer_device.hpp>
@@ -16,8 +20,11 @@
 namespace haste {
 namespace {
 
-TEST(TrainerGpu, MatchesTheCpuTrainer) {
+class TrainerGpu : public ::testing::TestWithParam<bool> {};  // with DST
+
+TEST_P(TrainerGpu, MatchesTheCpuTrainer) {
   HASTE_REQUIRE_GPU();
+  const bool dst = GetParam();
   const Dataset train = test_util::small_synthetic(1024, 300, 256);
   const Dataset test = test_util::small_synthetic(256, 300, 256, 1024);
   ModelConfig model_config;
@@ -30,6 +37,9 @@ TEST(TrainerGpu, MatchesTheCpuTrainer) {
   config.epochs = 3;
   config.batch_size = 64;
   config.show_progress = false;
+  config.dst.enabled = dst;
+  config.dst.interval = 8;
+  config.dst.regrow = DstRegrow::random;
   ASSERT_EQ(gpu_training_unsupported(Model::build(model_config, train), config), "");
 
   auto run = [&](bool gpu, Model& model, std::vector<EpochReport>& reports) {
@@ -60,7 +70,20 @@ TEST(TrainerGpu, MatchesTheCpuTrainer) {
   for (const NamedTensor<const float>& t : gpu_model.float_tensors()) {
     for (float x : t.data) ASSERT_TRUE(std::isfinite(x)) << t.name;
   }
+  int64_t changed = 0;
+  for (const EpochReport& report : gpu) changed += report.dst_changed_slots;
+  if (!dst) return;
+  EXPECT_GT(changed, 0);
+  const GroupSharedShape tail = gpu_model.tail_shape();
+  const std::span<const int32_t> indices = gpu_model.tail().indices;
+  for (int64_t group = 0; group < tail.G; ++group) {
+    const auto row = indices.subspan(group * tail.k, tail.k);
+    EXPECT_TRUE(std::adjacent_find(row.begin(), row.end(), std::greater_equal<>()) == row.end())
+        << "group " << group << " indices not sorted and distinct";
+  }
 }
+
+INSTANTIATE_TEST_SUITE_P(Dst, TrainerGpu, ::testing::Bool());
 
 }  // namespace
 }  // namespace haste

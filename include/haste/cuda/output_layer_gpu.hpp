@@ -24,7 +24,9 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <haste/cuda/group_shared_topk.hpp>
 #include <haste/cuda/optimizer_gpu.hpp>
+#include <haste/dst.hpp>
 #include <haste/group_shared.hpp>
 #include <haste/model.hpp>
 #include <haste/optimizer.hpp>
@@ -110,6 +112,20 @@ class OutputLayerGpu {
                         double* loss, cudaStream_t stream);
   // One optimizer update from the last forward_backward's gradients at learning rate `lr`.
   void update(double lr, cudaStream_t stream);
+
+  // The `topk.k()` best labels of each of B rows of hT (B <= max_batch, any B >= 1) into
+  // scores / labels [B, k] (device, best first): the head's logits by cuBLAS, the tail's fused
+  // (include/haste/cuda/group_shared_topk.hpp). `label_map` [L] (device) turns model ids into
+  // original ids; null returns model ids.
+  void predict_topk(int64_t B, const bf16* hT, TopKGpu& topk, const int32_t* label_map,
+                    float* scores, int32_t* labels, cudaStream_t stream);
+
+  // DST on the tail (include/haste/dst.hpp): the weights and indices come to the host, where
+  // haste::rewire_tail chooses the pruned and regrown slots, and go back; the optimizer state
+  // moves with its slots on the device. Synchronises `stream`. Gradient regrowth needs the
+  // tail's dZ, which the fused kernel never writes: only DstRegrow::random is taken here.
+  DstResult rewire_tail(DstPrune prune, DstRegrow regrow, double fraction, uint64_t seed,
+                        cudaStream_t stream);
 
   const OutputLayerShape& shape() const;
   OutputLayerMemory memory() const;
