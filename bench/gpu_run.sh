@@ -3,13 +3,17 @@
 # scripts/gpu_bundle.sh built (carry gpu_bin/bundle). Everything it writes lands in $OUT.
 # Switches (environment), each a stage:
 #   TESTS=filter   the test binary with this gtest filter ("all": every test, the CLI tests on
-#                  the GPU through `--device auto`); default: the GPU suites
+#                  the GPU through `--device auto`); default: the GPU suites and the CLI tests
 #   SANITIZE=1     compute-sanitizer memcheck and racecheck over every GPU suite at small shapes
 #   QUALITY=1      `haste train` on bibtex and debdeps: 3 runs on the GPU (same seed: their
 #                  spread) and 1 on the CPU; debdeps once more on the GPU with DST (random)
 #   BENCH=1        ../shared/tools/anchor_step.py, then `haste bench train` (BENCH_ARGS) with
 #                  the anchor's figures beside ours
 set -uo pipefail
+# The device tool brings back 8 files at most: logs go to a folder packed into one archive.
+results=$OUT
+OUT=$(mktemp -d)
+trap 'tar -C "$OUT" -cJf "$results/gpu_run.tar.xz" .' EXIT
 repo=$(pwd)
 bundle=$repo/gpu_bin/bundle
 commit=$(cat "$bundle/commit")
@@ -26,7 +30,7 @@ chmod +x "$build/tools/haste/haste" "$build/tests/haste_tests"
 haste=$build/tools/haste/haste
 export LD_LIBRARY_PATH=/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}
 nvidia-smi --query-gpu=name,memory.used,memory.total,clocks.sm --format=csv
-gpu_suites='*Gpu*:*GroupShared*:*Device*:*BatchUploader*:*Encoder*'
+gpu_suites='*Gpu*:*GroupShared*:*Device*:*BatchUploader*:*Encoder*:*TrainCli*:*ResourceErrors*'
 
 filter=${TESTS:-$gpu_suites}
 [ "$filter" = all ] && filter='*'
