@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 import haste
-from haste.torch import HasteOutput, SparseLinear
+from haste.torch import DstSchedule, HasteOutput, SparseLinear
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
@@ -61,7 +61,7 @@ def main():
     optimizer = torch.optim.Adam([*encoder.parameters(), *output.parameters()], lr=args.lr)
 
     steps_per_epoch = math.ceil(N / args.batch_size)
-    dst_end = 2 * args.epochs * steps_per_epoch // 3  # DST until 2/3 of training (DESIGN.md 5)
+    dst = DstSchedule(args.dst_interval, end=2 * args.epochs * steps_per_epoch // 3)
     step = 0
     for epoch in range(1, args.epochs + 1):
         start, total = time.perf_counter(), 0.0
@@ -74,9 +74,7 @@ def main():
             optimizer.step()
             total += loss.item()
             step += 1
-            if step % args.dst_interval == 0 and step < dst_end:
-                fraction = 0.1 * (1 + math.cos(math.pi * step / dst_end)) / 2
-                output.dst_step(fraction, optimizer=optimizer)
+            dst.after_step(step, output, optimizer)
         if device.type == "cuda":
             torch.cuda.synchronize()
         seconds = time.perf_counter() - start

@@ -14,7 +14,6 @@ runs under bf16 autocast on CUDA. Prints P@k on the test split after every epoch
 import argparse
 import json
 import lzma
-import math
 import pathlib
 import time
 
@@ -24,7 +23,7 @@ import torch
 from transformers import AutoModel, AutoTokenizer
 
 import haste
-from haste.torch import HasteOutput
+from haste.torch import DstSchedule, HasteOutput
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 DATA = ROOT / "data" / "debdeps"
@@ -124,7 +123,7 @@ def main():
 
     # Whole batches only: the fused CUDA loss takes B a multiple of 16.
     steps_per_epoch = N // args.batch_size
-    dst_end = 2 * args.epochs * steps_per_epoch // 3  # DST until 2/3 of training (DESIGN.md 5)
+    dst = DstSchedule(args.dst_interval, end=2 * args.epochs * steps_per_epoch // 3)
     step = 0
     for epoch in range(1, args.epochs + 1):
         start, total = time.perf_counter(), 0.0
@@ -137,9 +136,7 @@ def main():
             optimizer.step()
             total += loss.item()
             step += 1
-            if step % args.dst_interval == 0 and step < dst_end:
-                fraction = 0.1 * (1 + math.cos(math.pi * step / dst_end)) / 2
-                output.dst_step(fraction, optimizer=optimizer)
+            dst.after_step(step, output, optimizer)
         if device.type == "cuda":
             torch.cuda.synchronize()
         seconds = time.perf_counter() - start

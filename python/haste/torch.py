@@ -500,6 +500,36 @@ class HasteOutput(nn.Module):
         return out.to(device or "cpu")
 
 
+class DstSchedule:
+    """When and how much to rewire in a training loop, as the C++ trainer does (DESIGN.md 5):
+    every `interval` steps until step `end`, the fraction r0 (1 + cos(pi t / end)) / 2.
+
+        dst = DstSchedule(interval=100, end=2 * total_steps // 3)
+        ... after each optimizer step:  dst.after_step(step, output, optimizer)
+    """
+
+    def __init__(self, interval, end, initial_fraction=0.1, prune="global", regrow="random"):
+        if interval < 1 or end < 0 or not 0 <= initial_fraction <= 1:
+            raise ValueError(f"DstSchedule: interval {interval} must be >= 1, end {end} >= 0 "
+                             f"and initial_fraction {initial_fraction} in [0, 1]")
+        self.interval, self.end = interval, end
+        self.initial_fraction, self.prune, self.regrow = initial_fraction, prune, regrow
+
+    def fraction(self, step):
+        """r_t after `step` steps (1-based count), 0 when no update is due."""
+        if step % self.interval or step >= self.end:
+            return 0.0
+        return self.initial_fraction * (1 + math.cos(math.pi * step / self.end)) / 2
+
+    def after_step(self, step, module, optimizer=None):
+        """Rewires `module` (HasteOutput or GroupSharedLinear) when an update is due after
+        `step` steps; returns the number of slots changed."""
+        fraction = self.fraction(step)
+        if fraction == 0:
+            return 0
+        return module.dst_step(fraction, self.prune, self.regrow, optimizer=optimizer)
+
+
 class SparseLinear(nn.Module):
     """x W + b for rows of a scipy sparse matrix (XC tf-idf features, as haste.read_xc returns
     them): the usual first layer of an encoder on sparse inputs, as an nn.EmbeddingBag whose

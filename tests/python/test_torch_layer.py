@@ -9,7 +9,7 @@ import pytest
 torch = pytest.importorskip("torch", reason="PyTorch is not installed (scripts/setup.sh installs it)")
 haste_torch = pytest.importorskip("haste.torch")
 
-from haste.torch import GroupSharedLinear, HasteOutput  # noqa: E402
+from haste.torch import DstSchedule, GroupSharedLinear, HasteOutput  # noqa: E402
 
 D, G, GROUP, K, B = 24, 5, 4, 6, 7
 
@@ -188,6 +188,20 @@ def test_dst_gradient_regrowth_needs_the_last_batch():
         layer.dst_step(0.2, prune="magnitude")
     assert layer.dst_step(0.0) == 0
     check_indices(layer)
+
+
+def test_dst_schedule_decays_and_stops_at_its_end():
+    schedule = DstSchedule(interval=10, end=100, initial_fraction=0.2)
+    assert schedule.fraction(5) == 0 and schedule.fraction(100) == 0 and schedule.fraction(110) == 0
+    assert schedule.fraction(10) == pytest.approx(0.1 * (1 + np.cos(np.pi * 0.1)))
+    assert schedule.fraction(50) == pytest.approx(0.1)
+    layer = make_layer()
+    before = layer.indices.clone()
+    assert schedule.after_step(5, layer) == 0 and torch.equal(layer.indices, before)
+    assert schedule.after_step(10, layer) > 0
+    check_indices(layer)
+    with pytest.raises(ValueError, match="interval"):
+        DstSchedule(interval=0, end=10)
 
 
 def test_from_classifier_reproduces_the_classifiers_logits():
