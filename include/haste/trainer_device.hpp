@@ -10,8 +10,8 @@
 // --resume are the CPU path's; the test set is ranked on the device (fused top-k). Differences:
 // bf16 output-layer weights updated with stochastic rounding; a last partial batch is padded to
 // a multiple of 16 rows that count in its mean; DST's prune/regrow choice is made on the host
-// from the downloaded tail (OutputLayerGpu::rewire_tail), with random regrowth only (auto falls
-// back to the CPU for gradient regrowth).
+// from the downloaded tail (OutputLayerGpu::rewire_tail; gradient regrowth recomputes the last
+// batch's tail logits after the update, where the CPU uses those of the step).
 #pragma once
 
 #include <functional>

@@ -162,7 +162,58 @@ struct OutputLayerGpu::Impl {
 
   void head_step(int64_t B, const bf16* hT, const LabelTargetsDevice& targets, float* dhT,
                  double* loss, cudaStream_t stream);
+
+  GroupSharedDevice tail_device() const {
+    return {shape.tail(), indices.data(), tail_w.data(), tail_b.data()};
+  }
+
+  // Gradient regrowth's view of `batch` on the host (include/haste/dst.hpp).
+  struct HostTailBatch {
+    std::vector<float> h, dz;  // h_tail [B, d_tail], dz [B, G*g]
+    TailBatch view(int64_t B, int64_t d_tail) const { return {B, d_tail, h, dz}; }
+  };
+  HostTailBatch host_tail_batch(const TailGradientBatch& batch, cudaStream_t stream) const;
 };
+
+OutputLayerGpu::Impl::HostTailBatch OutputLayerGpu::Impl::host_tail_batch(
+    const TailGradientBatch& batch, cudaStream_t stream) const {
+  const int64_t B = batch.B, d_tail = shape.d_tail(), slots = shape.G * shape.g;
+  check(B > 0 && batch.hT && batch.targets.indptr && batch.targets.indices,
+        "GPU DST: gradient regrowth needs the last batch's hT and targets");
+  DeviceBuffer<bf16> z(B * slots);
+  group_shared_forward(tail_device(), B, batch.hT, z.data(), stream);
+  HASTE_CUDA_CHECK(cudaStreamSynchronize(stream));
+  std::vector<bf16> z_host(z.size()), hT_host(d_tail * B);
+  copy_to_host<bf16>(z_host, z.data());
+  copy_to_host<bf16>(hT_host, batch.hT);  // the first d_tail rows: the tail's features
+  std::vector<int64_t> indptr(B + 1);
+  copy_to_host<int64_t>(indptr, batch.targets.indptr);
+  std::vector<int32_t> labels(indptr[B]);
+  std::vector<float> values(batch.targets.values ? labels.size() : 0);
+  copy_to_host<int32_t>(labels, batch.targets.indices);
+  copy_to_host<float>(values, batch.targets.values);
+
+  HostTailBatch out;
+  out.h.resize(B * d_tail);
+  for (int64_t f = 0; f < d_tail; ++f) {
+    for (int64_t b = 0; b < B; ++b) out.h[b * d_tail + f] = __bfloat162float(hT_host[f * B + b]);
+  }
+  // dz = (sigmoid(z) - y) / B over the real tail labels; padding slots stay 0 (inert).
+  out.dz.assign(B * slots, 0.f);
+  const float inv_batch = 1.f / static_cast<float>(B);
+  for (int64_t b = 0; b < B; ++b) {
+    float* row = out.dz.data() + b * slots;
+    for (int64_t l = 0; l < shape.L_tail; ++l) {
+      row[l] = inv_batch / (1.f + std::exp(-__bfloat162float(z_host[b * slots + l])));
+    }
+    for (int64_t p = indptr[b]; p < indptr[b + 1]; ++p) {
+      const int64_t label = labels[p] - shape.H;  // model ids: the head's come first
+      if (label >= 0 && label < shape.L_tail)
+        row[label] -= (values.empty() ? 1.f : values[p]) * inv_batch;
+    }
+  }
+  return out;
+}
 
 OutputLayerGpu::OutputLayerGpu(const OutputLayerShape& shape, const OptimizerConfig& optimizer,
                                int64_t max_batch, uint64_t seed) {
@@ -302,12 +353,10 @@ void OutputLayerGpu::forward_backward(int64_t B, const bf16* hT, const LabelTarg
     m.head_step(B, hT, targets, dhT, loss, stream);
   }
   if (m.shape.G > 0) {
-    const GroupSharedDevice tail{m.shape.tail(), m.indices.data(), m.tail_w.data(),
-                                 m.tail_b.data()};
     const TailTargetsDevice tail_targets{
         targets.indptr, targets.indices, targets.values, {m.shape.H, m.shape.L_tail}};
-    group_shared_fused_train(tail, B, hT, tail_targets, m.dtail_w.data(), m.dtail_b.data(), dhT,
-                             loss, stream);
+    group_shared_fused_train(m.tail_device(), B, hT, tail_targets, m.dtail_w.data(),
+                             m.dtail_b.data(), dhT, loss, stream);
   }
 }
 
@@ -341,7 +390,7 @@ void OutputLayerGpu::predict_topk(int64_t B, const bf16* hT, TopKGpu& topk,
                     .head_logits = m.z.data(),
                     .head_ld = m.z_ld,
                     .head_bias = m.head_b.data(),
-                    .tail = {s.tail(), m.indices.data(), m.tail_w.data(), m.tail_b.data()},
+                    .tail = m.tail_device(),
                     .tail_labels = s.L_tail,
                     .hT = hT,
                     .label_map = label_map};
@@ -349,20 +398,21 @@ void OutputLayerGpu::predict_topk(int64_t B, const bf16* hT, TopKGpu& topk,
 }
 
 DstResult OutputLayerGpu::rewire_tail(DstPrune prune, DstRegrow regrow, double fraction,
-                                      uint64_t seed, cudaStream_t stream) {
+                                      uint64_t seed, const TailGradientBatch& batch,
+                                      cudaStream_t stream) {
   Impl& m = *impl_;
-  check(regrow == DstRegrow::random,
-        "GPU DST: regrowth '{}' needs the tail's dZ, which the fused kernel never writes; use "
-        "regrow = \"random\" or train on the CPU",
-        to_string(regrow));
   if (m.shape.G == 0) return {fraction, 0};
+  Impl::HostTailBatch gradient_batch;
+  if (regrow == DstRegrow::gradient) gradient_batch = m.host_tail_batch(batch, stream);
   HASTE_CUDA_CHECK(cudaStreamSynchronize(stream));  // the last update has written the weights
   std::vector<float> weights(m.tail_w.size());
   copy_weights_to_host(weights, m.tail_w);
   std::vector<int32_t> indices(m.indices.size()), source(m.indices.size());
   copy_to_host<int32_t>(indices, m.indices.data());
-  const DstResult result = haste::rewire_tail(m.shape.tail(), indices, weights, TailBatch{}, prune,
-                                              regrow, fraction, seed, source);
+  const DstResult result = haste::rewire_tail(
+      m.shape.tail(), indices, weights,
+      gradient_batch.view(regrow == DstRegrow::gradient ? batch.B : 0, m.shape.d_tail()), prune,
+      regrow, fraction, seed, source);
   copy_to_device<bf16>(m.tail_w.data(), to_bf16(weights));  // bf16 values: exact round trip
   copy_to_device<int32_t>(m.indices.data(), indices);
   const DeviceBuffer<int32_t> device_source(source);

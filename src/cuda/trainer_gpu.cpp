@@ -4,7 +4,7 @@
 //   OutputLayerGpu::forward_backward (head GEMMs + fused tail; loss into one device double,
 //   gradient of h into dhT) -> EncoderGpu::backward -> updates (encoder: OptimizerGpu, lazy
 //   rows for a sparse input layer; output layer: its own OptimizerGpu)
-// DST (random regrowth) rewires the tail through the host when due (OutputLayerGpu::rewire_tail).
+// DST rewires the tail through the host when due (OutputLayerGpu::rewire_tail).
 // The host waits only for the progress line every kProgressSteps steps and at the epoch's end,
 // where the test set is ranked on the device (fused top-k) and the model and optimizer state
 // are downloaded for checkpoints.
@@ -138,10 +138,6 @@ class DeviceRanker {
 std::string gpu_training_unsupported(const Model& model, const TrainConfig& config) {
   const GpuInventory inventory = detect_gpus();
   if (inventory.gpus.empty()) return inventory.unavailable_reason;
-  if (config.dst.enabled && config.dst.regrow != DstRegrow::random) {
-    return "DST with gradient regrowth needs the tail's dZ, which the fused kernel never writes "
-           "(regrow = \"random\" runs on the GPU)";
-  }
   if (config.top_k > cuda::kMaxTopK) {
     return fmt::format("top_k = {} is above the GPU's largest, {}", config.top_k, cuda::kMaxTopK);
   }
@@ -210,11 +206,11 @@ void fit_on_gpu(Trainer& trainer, Model& model, const Dataset& train, const Data
     for (int64_t batch = 0; batch < per_epoch; ++batch) {
       const cuda::DeviceBatch device_batch = uploader.acquire(stream);
       const int64_t step = state.steps_done;
+      const cuda::LabelTargetsDevice targets{device_batch.label_indptr, device_batch.label_indices,
+                                             nullptr, device_batch.label_nnz};
       encoder.forward(device_batch, dropout ? dropout_seed(config.seed, step) : no_dropout, stream);
-      output.forward_backward(
-          device_batch.B, encoder.hT(),
-          {device_batch.label_indptr, device_batch.label_indices, nullptr, device_batch.label_nnz},
-          encoder.dhT(), loss.data(), stream);
+      output.forward_backward(device_batch.B, encoder.hT(), targets, encoder.dhT(), loss.data(),
+                              stream);
       encoder.backward(device_batch, stream);
       report.learning_rate =
           config.optimizer.schedule.lr_at(config.optimizer.lr, step, total_steps);
@@ -227,7 +223,8 @@ void fit_on_gpu(Trainer& trainer, Model& model, const Dataset& train, const Data
             output
                 .rewire_tail(config.dst.prune, config.dst.regrow,
                              config.dst.fraction_at(state.steps_done, total_steps),
-                             dst_seed(config.seed, state.steps_done), stream)
+                             dst_seed(config.seed, state.steps_done),
+                             {device_batch.B, encoder.hT(), targets}, stream)
                 .changed_slots;
       }
       if ((batch + 1) % kProgressSteps == 0 || batch + 1 == per_epoch) {

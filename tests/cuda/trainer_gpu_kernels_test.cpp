@@ -3,8 +3,9 @@
 // epoch by epoch. The GPU keeps the output layer in bf16 with stochastic rounding, so the two
 // runs are not bit-equal: mean losses agree within 5% and P@1 / P@5 within 0.05. The trained
 // model and optimizer state come back to the host (steps, finite weights). The test set is
-// ranked on the device (fused top-k) in the GPU run. With DST (random regrowth, every 8 steps)
-// the GPU run changes tail slots and keeps every group's indices sorted and distinct.
+// ranked on the device (fused top-k) in the GPU run. With DST (every 8 steps; random and
+// gradient regrowth) the GPU run changes tail slots and keeps every group's indices sorted and
+// distinct.
 // Skipped without a GPU.
 #include <gtest/gtest.h>
 
@@ -12,6 +13,7 @@
 #include <cmath>
 #include <haste/trainer.hpp>
 #include <haste/trainer_device.hpp>
+#include <optional>
 #include <vector>
 
 #include "model/model_test_util.hpp"
@@ -20,11 +22,12 @@
 namespace haste {
 namespace {
 
-class TrainerGpu : public ::testing::TestWithParam<bool> {};  // with DST
+// Without DST, or with DST and this regrowth rule.
+class TrainerGpu : public ::testing::TestWithParam<std::optional<DstRegrow>> {};
 
 TEST_P(TrainerGpu, MatchesTheCpuTrainer) {
   HASTE_REQUIRE_GPU();
-  const bool dst = GetParam();
+  const bool dst = GetParam().has_value();
   const Dataset train = test_util::small_synthetic(1024, 300, 256);
   const Dataset test = test_util::small_synthetic(256, 300, 256, 1024);
   ModelConfig model_config;
@@ -39,7 +42,7 @@ TEST_P(TrainerGpu, MatchesTheCpuTrainer) {
   config.show_progress = false;
   config.dst.enabled = dst;
   config.dst.interval = 8;
-  config.dst.regrow = DstRegrow::random;
+  config.dst.regrow = GetParam().value_or(DstRegrow::random);
   ASSERT_EQ(gpu_training_unsupported(Model::build(model_config, train), config), "");
 
   auto run = [&](bool gpu, Model& model, std::vector<EpochReport>& reports) {
@@ -83,7 +86,8 @@ TEST_P(TrainerGpu, MatchesTheCpuTrainer) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Dst, TrainerGpu, ::testing::Bool());
+INSTANTIATE_TEST_SUITE_P(Dst, TrainerGpu,
+                         ::testing::Values(std::nullopt, DstRegrow::random, DstRegrow::gradient));
 
 }  // namespace
 }  // namespace haste

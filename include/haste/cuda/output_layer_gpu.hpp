@@ -84,6 +84,14 @@ struct LabelTargetsDevice {
   int64_t nnz = 0;                   // on the host: sizes the head's scratch
 };
 
+// A step's batch as DST's gradient regrowth reads it: hT [d, B] (the tail's features first)
+// and the targets in model label ids, all on the device.
+struct TailGradientBatch {
+  int64_t B = 0;
+  const bf16* hT = nullptr;
+  LabelTargetsDevice targets;
+};
+
 class OutputLayerGpu {
  public:
   // Parameters allocated (uninitialised: upload() or randomize() next), optimizer state zero.
@@ -122,10 +130,13 @@ class OutputLayerGpu {
 
   // DST on the tail (include/haste/dst.hpp): the weights and indices come to the host, where
   // haste::rewire_tail chooses the pruned and regrown slots, and go back; the optimizer state
-  // moves with its slots on the device. Synchronises `stream`. Gradient regrowth needs the
-  // tail's dZ, which the fused kernel never writes: only DstRegrow::random is taken here.
+  // moves with its slots on the device. Synchronises `stream`. Gradient regrowth reads `batch`
+  // (the last step's hT and targets): the fused kernel never writes the tail's dZ, so the
+  // unfused forward recomputes the logits (with the weights after the step's update, where
+  // the CPU uses the step's own) and dZ = (sigmoid(z) - y) / B is formed on the host, at the
+  // cost of B x G*g values through host memory per update. Random regrowth ignores `batch`.
   DstResult rewire_tail(DstPrune prune, DstRegrow regrow, double fraction, uint64_t seed,
-                        cudaStream_t stream);
+                        const TailGradientBatch& batch, cudaStream_t stream);
 
   const OutputLayerShape& shape() const;
   OutputLayerMemory memory() const;
