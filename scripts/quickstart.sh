@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One command on a fresh machine: install dependencies, build, then train HASTE on the bundled
 # real dataset (debdeps, 22K labels), predict the test set and evaluate the predictions.
-# Training runs on the CPU (GPU training lands with the GPU-training issue).
+# Training runs on the GPU when one is present and the build has CUDA, else on the CPU.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
