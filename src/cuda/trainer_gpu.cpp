@@ -65,6 +65,7 @@ std::string gpu_training_unsupported(const Model& model, const TrainConfig& conf
   const GpuInventory inventory = detect_gpus();
   if (inventory.gpus.empty()) return inventory.unavailable_reason;
   if (config.dst.enabled) return "DST does not run on the GPU yet";
+  if (config.shards > 1) return "--shards splits the labels over in-process ranks on the CPU";
   try {
     const cuda::OutputLayerShape shape = cuda::OutputLayerShape::of(model);
     if (shape.G > 0) {

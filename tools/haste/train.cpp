@@ -53,6 +53,7 @@ struct TrainArgs {
   std::optional<std::string> dst;
   std::optional<uint64_t> seed;
   std::optional<int> threads;
+  std::optional<int> shards;
 };
 
 void apply_overrides(const TrainArgs& args, RunConfig& config) {
@@ -76,6 +77,7 @@ void apply_overrides(const TrainArgs& args, RunConfig& config) {
   }
   if (args.seed) m.seed = t.seed = *args.seed;
   if (args.threads) t.threads = *args.threads;
+  if (args.shards) t.shards = *args.shards;
   t.show_progress = !args.quiet;
   m.validate();
   t.validate();
@@ -199,6 +201,7 @@ void run_train(const TrainArgs& args) {
     config = {checkpoint->model_config(), checkpoint->train_config()};
     if (args.epochs) config.train.epochs = *args.epochs;
     if (args.threads) config.train.threads = *args.threads;
+    if (args.shards) config.train.shards = *args.shards;
     config.train.show_progress = !args.quiet;
   } else {
     if (fs::exists(checkpoint_path)) {
@@ -320,6 +323,10 @@ void add_train(CLI::App& app) {
   cmd->add_option("--seed", args->seed, "Seed of the model and of training");
   cmd->add_option("--threads", args->threads, "CPU threads (0: all cores)")
       ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--shards", args->shards,
+                  "Split the output layer's labels over N in-process ranks on the CPU (the "
+                  "sharded path of DESIGN.md 11; same results as 1 within summation noise)")
+      ->check(CLI::PositiveNumber);
   cmd->add_flag("--quiet,-q", args->quiet, "No progress bars");
   cmd->add_flag("--no-cache", args->no_cache, "Do not use or write the binary data cache");
   cmd->add_option("--device", args->device,

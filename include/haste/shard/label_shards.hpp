@@ -1,0 +1,26 @@
+// How the output layer is split over P ranks (DESIGN.md 11): by label groups. Model label ids
+// are head labels 0..H-1, then the tail's groups in order, so a rank's labels are one stretch of
+// the head and one stretch of groups: rank r owns head labels [head_begin, head_end) and tail
+// groups [group_begin, group_end). Ranks take their stretches in rank order, and the sizes of
+// any two ranks' stretches differ by at most one (the first ranks take the remainder).
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+namespace haste::shard {
+
+struct LabelShard {
+  int64_t head_begin = 0, head_end = 0;    // head labels
+  int64_t group_begin = 0, group_end = 0;  // tail groups
+
+  int64_t head_labels() const { return head_end - head_begin; }
+  int64_t groups() const { return group_end - group_begin; }
+  bool operator==(const LabelShard&) const = default;
+};
+
+// The P shards of a layer with H head labels and G tail groups (P >= 1; a shard may be empty
+// when P exceeds H or G).
+std::vector<LabelShard> split_labels(int64_t H, int64_t G, int P);
+
+}  // namespace haste::shard

@@ -1,0 +1,28 @@
+// Splitting the labels over ranks (see include/haste/shard/label_shards.hpp).
+#include <algorithm>
+#include <haste/error.hpp>
+#include <haste/shard/label_shards.hpp>
+
+namespace haste::shard {
+namespace {
+
+// Where rank r's stretch of n items begins: the first n % P ranks take one item more.
+int64_t stretch_begin(int64_t n, int P, int r) {
+  const int64_t per = n / P, extra = n % P;
+  return r * per + std::min<int64_t>(r, extra);
+}
+
+}  // namespace
+
+std::vector<LabelShard> split_labels(int64_t H, int64_t G, int P) {
+  check(P >= 1, "shard: {} shards; need at least 1", P);
+  check(H >= 0 && G >= 0, "shard: {} head labels and {} groups", H, G);
+  std::vector<LabelShard> shards(P);
+  for (int r = 0; r < P; ++r) {
+    shards[r] = {stretch_begin(H, P, r), stretch_begin(H, P, r + 1), stretch_begin(G, P, r),
+                 stretch_begin(G, P, r + 1)};
+  }
+  return shards;
+}
+
+}  // namespace haste::shard
