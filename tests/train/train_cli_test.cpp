@@ -204,6 +204,22 @@ TEST_F(TrainCliTest, ShardedRunMatchesUnshardedRun) {
       EXPECT_NEAR(b["metrics"][key].get<double>(), a["metrics"][key].get<double>(), 0.005) << key;
     }
   }
+  // The sharded checkpoint (index + one file per shard) predicts like the unsharded one.
+  EXPECT_TRUE(fs::exists(three / kShardIndexFileName));
+  EXPECT_FALSE(fs::exists(three / kCheckpointFileName));
+  std::vector<nlohmann::json> evaluated;
+  for (const fs::path& out : {one, three}) {
+    const fs::path file = out / "pred.txt";
+    test_util::CliResult run =
+        run_cli({"predict", out.string(), test().string(), "-o", file.string(), "--no-cache"});
+    ASSERT_EQ(run.exit_code, 0) << run.error_output;
+    run = run_cli({"eval", "--pred", file.string(), "--truth", test().string(), "--json"});
+    ASSERT_EQ(run.exit_code, 0) << run.error_output;
+    evaluated.push_back(nlohmann::json::parse(run.output));
+  }
+  for (const char* key : {"P@1", "P@5"}) {
+    EXPECT_NEAR(evaluated[1][key].get<double>(), evaluated[0][key].get<double>(), 0.005) << key;
+  }
 }
 
 TEST_F(TrainCliTest, CorruptCheckpointIsAClearError) {

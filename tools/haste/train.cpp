@@ -179,8 +179,13 @@ void remove_stale_temporaries(const fs::path& directory) {
   std::error_code ec;
   for (const auto& entry : fs::directory_iterator(directory, ec)) {
     const std::string name = entry.path().filename().string();
-    for (const char* output : {kCheckpointFileName, kMetricsFileName, kPlotFileName}) {
+    for (const char* output : {kCheckpointFileName, kShardIndexFileName, kMetricsFileName,
+                               kPlotFileName}) {
       if (name.starts_with(std::string(output) + ".tmp.")) fs::remove(entry.path(), ec);
+    }
+    // A sharded checkpoint's shard files (model-step<S>-shard<r>-of<P>.safetensors).
+    if (name.starts_with("model-step") && name.find(".safetensors.tmp.") != std::string::npos) {
+      fs::remove(entry.path(), ec);
     }
   }
 }
@@ -189,14 +194,14 @@ void remove_stale_temporaries(const fs::path& directory) {
 struct StopTraining {};
 
 void run_train(const TrainArgs& args) {
-  const fs::path checkpoint_path = args.out / kCheckpointFileName;
   std::optional<Checkpoint> checkpoint;
   RunConfig config = args.config ? load_run_config(*args.config) : RunConfig{};
   if (args.resume) {
-    check(fs::exists(checkpoint_path),
-          "--resume: {} does not exist; train without --resume to start a run there",
-          checkpoint_path.string());
-    checkpoint.emplace(checkpoint_path);
+    check(has_checkpoint(args.out),
+          "--resume: {} holds no checkpoint ({} or {}); train without --resume to start a run "
+          "there",
+          args.out.string(), kCheckpointFileName, kShardIndexFileName);
+    checkpoint.emplace(args.out);
     // The stored settings define the run; only its length, threads and verbosity may change.
     config = {checkpoint->model_config(), checkpoint->train_config()};
     if (args.epochs) config.train.epochs = *args.epochs;
@@ -204,9 +209,9 @@ void run_train(const TrainArgs& args) {
     if (args.shards) config.train.shards = *args.shards;
     config.train.show_progress = !args.quiet;
   } else {
-    if (fs::exists(checkpoint_path)) {
-      fmt::print(stderr, "note: starting afresh over {} (use --resume to continue that run)\n",
-                 checkpoint_path.string());
+    if (has_checkpoint(args.out)) {
+      fmt::print(stderr, "note: starting afresh over the checkpoint in {} (use --resume to "
+                 "continue that run)\n", args.out.string());
     }
     apply_overrides(args, config);
   }
@@ -232,7 +237,7 @@ void run_train(const TrainArgs& args) {
                                       [&] { return Trainer(config.train, model); });
   if (checkpoint) {
     checkpoint->restore_training(trainer);
-    fmt::print("resuming {} after epoch {} (step {})\n", checkpoint_path.string(),
+    fmt::print("resuming {} after epoch {} (step {})\n", args.out.string(),
                trainer.state().epochs_done, trainer.state().steps_done);
   }
   const ModelSize size = model.size();
@@ -256,8 +261,8 @@ void run_train(const TrainArgs& args) {
                       // checkpoint, which --resume trims, rather than a log missing an epoch the
                       // checkpoint has.
                       log.add(report, output_layer_bytes);
-                      save_checkpoint(checkpoint_path, model, &trainer,
-                                      featurizer ? &*featurizer : nullptr);
+                      save_run_checkpoint(args.out, model, config.train.shards, &trainer,
+                                          featurizer ? &*featurizer : nullptr);
                       if (args.stop_after && report.epoch >= *args.stop_after) throw StopTraining{};
                     });
     });
@@ -265,7 +270,8 @@ void run_train(const TrainArgs& args) {
     fmt::print("stopped after epoch {} of {}; continue with --resume\n",
                trainer.state().epochs_done, config.train.epochs);
   }
-  fmt::print("wrote {}, {} and {} in {}\n", kCheckpointFileName, kMetricsFileName,
+  fmt::print("wrote {}, {} and {} in {}\n",
+             config.train.shards > 1 ? kShardIndexFileName : kCheckpointFileName, kMetricsFileName,
              test ? kPlotFileName : "no plot (no test set)", args.out.string());
 }
 
