@@ -3,6 +3,8 @@
 
 #include <nccl.h>
 
+#include <atomic>
+
 #include <haste/cuda/cuda_check.hpp>
 #include <haste/error.hpp>
 #include <haste/shard/launch.hpp>
@@ -40,9 +42,12 @@ struct NcclCommunicator::Impl {
   ncclComm_t comm = nullptr;
   cudaStream_t stream = nullptr;
   int device = 0, rank = 0, size = 1;
+  std::atomic<bool> aborted = false;
+
+  void check_usable() const;
 
   ~Impl() {
-    if (comm != nullptr) ncclCommDestroy(comm);
+    if (comm != nullptr && !aborted) ncclCommDestroy(comm);
     if (stream != nullptr) {
       cudaSetDevice(device);
       cudaStreamDestroy(stream);
@@ -105,10 +110,20 @@ void NcclCommunicator::synchronize() const {
   HASTE_CUDA_CHECK(cudaStreamSynchronize(impl_->stream));
 }
 
+void NcclCommunicator::abort() {
+  if (impl_->aborted.exchange(true)) return;
+  ncclCommAbort(impl_->comm);
+}
+
+void NcclCommunicator::Impl::check_usable() const {
+  check(!aborted, "nccl: rank {} was aborted because another rank failed", rank);
+}
+
 void NcclCommunicator::all_gather(std::span<const float> send, std::span<float> recv) {
   check(recv.size() == send.size() * static_cast<size_t>(impl_->size),
         "nccl: all_gather of {} values into {} (need {} ranks x {})", send.size(), recv.size(),
         impl_->size, send.size());
+  impl_->check_usable();
   HASTE_NCCL_CHECK(ncclAllGather(send.data(), recv.data(), send.size(), ncclFloat, impl_->comm,
                                  impl_->stream));
 }
@@ -117,16 +132,19 @@ void NcclCommunicator::reduce_scatter(std::span<const float> send, std::span<flo
   check(send.size() == recv.size() * static_cast<size_t>(impl_->size),
         "nccl: reduce_scatter of {} values into {} (need {} ranks x {})", send.size(),
         recv.size(), impl_->size, recv.size());
+  impl_->check_usable();
   HASTE_NCCL_CHECK(ncclReduceScatter(send.data(), recv.data(), recv.size(), ncclFloat, ncclSum,
                                      impl_->comm, impl_->stream));
 }
 
 void NcclCommunicator::all_reduce(std::span<float> data) {
+  impl_->check_usable();
   HASTE_NCCL_CHECK(ncclAllReduce(data.data(), data.data(), data.size(), ncclFloat, ncclSum,
                                  impl_->comm, impl_->stream));
 }
 
 void NcclCommunicator::all_reduce(std::span<double> data) {
+  impl_->check_usable();
   HASTE_NCCL_CHECK(ncclAllReduce(data.data(), data.data(), data.size(), ncclDouble, ncclSum,
                                  impl_->comm, impl_->stream));
 }

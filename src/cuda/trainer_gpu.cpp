@@ -21,51 +21,18 @@
 #include <haste/trainer_device.hpp>
 #include <optional>
 
+#include "cuda/gpu_train_loop.hpp"
+
 namespace haste {
-namespace {
 
-constexpr int64_t kRowMultiple = 16;    // the tail kernels' batch multiple
-constexpr int64_t kProgressSteps = 50;  // steps between progress lines (each syncs the device)
-
-double seconds_since(std::chrono::steady_clock::time_point start) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-}
-
-// The encoder's parameters with their optimizer handles.
-struct EncoderUpdate {
-  cuda::OptimizerGpu optimizer;
-  std::vector<int> handles;
-
-  EncoderUpdate(const OptimizerConfig& config, uint64_t seed, cuda::EncoderGpu& encoder)
-      : optimizer(config, seed) {
-    for (const cuda::DeviceParameter& p : encoder.parameters()) {
-      handles.push_back(optimizer.add(p.name, p.shape));
-    }
-  }
-
-  void step(double lr, cuda::EncoderGpu& encoder, cudaStream_t stream) {
-    optimizer.begin_step(lr);
-    std::vector<cuda::DeviceParameter> parameters = encoder.parameters();
-    for (size_t i = 0; i < parameters.size(); ++i) {
-      const cuda::DeviceParameter& p = parameters[i];
-      if (p.row_sparse) {
-        optimizer.update_rows(handles[i], p.value, encoder.sparse_weight_grad(),
-                              encoder.touched_rows(), encoder.touched_count(),
-                              encoder.max_touched_rows(), stream);
-      } else {
-        optimizer.update(handles[i], p.value, p.grad, stream);
-      }
-    }
-  }
-};
-
-}  // namespace
+using cuda::kProgressSteps;
+using cuda::kRowMultiple;
+using cuda::seconds_since;
 
 std::string gpu_training_unsupported(const Model& model, const TrainConfig& config) {
   const GpuInventory inventory = detect_gpus();
   if (inventory.gpus.empty()) return inventory.unavailable_reason;
   if (config.dst.enabled) return "DST does not run on the GPU yet";
-  if (config.shards > 1) return "--shards splits the labels over in-process ranks on the CPU";
   try {
     const cuda::OutputLayerShape shape = cuda::OutputLayerShape::of(model);
     if (shape.G > 0) {
@@ -100,7 +67,7 @@ void fit_on_gpu(Trainer& trainer, Model& model, const Dataset& train, const Data
   cuda::EncoderGpu encoder = cuda::EncoderGpu::from_model(model, max_batch);
   cuda::OutputLayerGpu output =
       cuda::OutputLayerGpu::from_model(model, config.optimizer, max_batch, config.seed);
-  EncoderUpdate encoder_update(config.optimizer, config.seed + 1, encoder);
+  cuda::EncoderUpdate encoder_update(config.optimizer, config.seed + 1, encoder);
   encoder_update.optimizer.upload(trainer.optimizer());
   output.optimizer().upload(trainer.optimizer());
   fmt::print("GPU output layer:");

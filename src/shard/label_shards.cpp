@@ -14,6 +14,18 @@ int64_t stretch_begin(int64_t n, int P, int r) {
 
 }  // namespace
 
+std::optional<std::pair<int64_t, int64_t>> label_rows(const LabelShard& shard,
+                                                      std::string_view name, int64_t g) {
+  if (name.ends_with("head.weight") || name.ends_with("head.bias")) {
+    return std::pair{shard.head_begin, shard.head_end};
+  }
+  if (name.ends_with("tail.weight") || name.ends_with("tail.bias")) {
+    return std::pair{shard.group_begin * g, shard.group_end * g};
+  }
+  if (name.ends_with("tail.indices")) return std::pair{shard.group_begin, shard.group_end};
+  return std::nullopt;
+}
+
 std::vector<LabelShard> split_labels(int64_t H, int64_t G, int P) {
   check(P >= 1, "shard: {} shards; need at least 1", P);
   check(H >= 0 && G >= 0, "shard: {} head labels and {} groups", H, G);

@@ -31,15 +31,7 @@ struct FileSlice {
   // The rows [begin, end) of tensor `name` (with `rows` rows) this file holds, or none.
   std::optional<std::pair<int64_t, int64_t>> rows_of(std::string_view name, int64_t rows) const {
     if (shard == nullptr) return std::pair{int64_t{0}, rows};
-    const shard::LabelShard& s = *shard;
-    // Parameter names, with or without an optimizer state's prefix ("optimizer.adam.m.").
-    if (name.ends_with("head.weight") || name.ends_with("head.bias")) {
-      return std::pair{s.head_begin, s.head_end};
-    }
-    if (name.ends_with("tail.weight") || name.ends_with("tail.bias")) {
-      return std::pair{s.group_begin * group_size, s.group_end * group_size};
-    }
-    if (name.ends_with("tail.indices")) return std::pair{s.group_begin, s.group_end};
+    if (auto split = shard::label_rows(*shard, name, group_size)) return split;
     if (rank == 0) return std::pair{int64_t{0}, rows};
     return std::nullopt;
   }

@@ -54,6 +54,7 @@ struct TrainArgs {
   std::optional<uint64_t> seed;
   std::optional<int> threads;
   std::optional<int> shards;
+  std::optional<int> gpus;
 };
 
 void apply_overrides(const TrainArgs& args, RunConfig& config) {
@@ -78,6 +79,7 @@ void apply_overrides(const TrainArgs& args, RunConfig& config) {
   if (args.seed) m.seed = t.seed = *args.seed;
   if (args.threads) t.threads = *args.threads;
   if (args.shards) t.shards = *args.shards;
+  if (args.gpus) t.shards = *args.gpus;
   t.show_progress = !args.quiet;
   m.validate();
   t.validate();
@@ -207,6 +209,7 @@ void run_train(const TrainArgs& args) {
     if (args.epochs) config.train.epochs = *args.epochs;
     if (args.threads) config.train.threads = *args.threads;
     if (args.shards) config.train.shards = *args.shards;
+    if (args.gpus) config.train.shards = *args.gpus;
     config.train.show_progress = !args.quiet;
   } else {
     if (has_checkpoint(args.out)) {
@@ -264,7 +267,8 @@ void run_train(const TrainArgs& args) {
                       save_run_checkpoint(args.out, model, config.train.shards, &trainer,
                                           featurizer ? &*featurizer : nullptr);
                       if (args.stop_after && report.epoch >= *args.stop_after) throw StopTraining{};
-                    });
+                    },
+                    args.gpus.value_or(0));
     });
   } catch (const StopTraining&) {
     fmt::print("stopped after epoch {} of {}; continue with --resume\n",
@@ -333,6 +337,11 @@ void add_train(CLI::App& app) {
                   "Split the output layer's labels over N in-process ranks on the CPU (the "
                   "sharded path of DESIGN.md 11; same results as 1 within summation noise)")
       ->check(CLI::PositiveNumber);
+  cmd->add_option("--gpus", args->gpus,
+                  "Train label-sharded on GPUs 0..N-1 of this machine through NCCL (one thread "
+                  "and stream per GPU; the checkpoint is sharded N ways)")
+      ->check(CLI::PositiveNumber)
+      ->excludes("--shards");
   cmd->add_flag("--quiet,-q", args->quiet, "No progress bars");
   cmd->add_flag("--no-cache", args->no_cache, "Do not use or write the binary data cache");
   cmd->add_option("--device", args->device,

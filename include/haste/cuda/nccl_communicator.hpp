@@ -45,6 +45,10 @@ class NcclCommunicator final : public shard::Communicator {
   cudaStream_t stream() const;
   // Waits for every collective enqueued so far.
   void synchronize() const;
+  // Ends the communicator's pending and future collectives with an error (ncclCommAbort), so
+  // that the other ranks' threads do not wait forever for a rank that failed. Any thread may
+  // call it; the communicator is unusable afterwards.
+  void abort();
 
  private:
   struct Impl;

@@ -6,6 +6,9 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
+#include <string_view>
+#include <utility>
 #include <vector>
 
 namespace haste::shard {
@@ -18,6 +21,13 @@ struct LabelShard {
   int64_t groups() const { return group_end - group_begin; }
   bool operator==(const LabelShard&) const = default;
 };
+
+// The rows [begin, end) of tensor `name` that `shard` owns when the tensor is split by labels,
+// for a tail of groups of `g`: head.weight, head.bias -> its head labels; tail.weight,
+// tail.bias -> its groups' slots; tail.indices -> its groups. The name may carry a prefix (an
+// optimizer state's, "adam.m.head.weight"). Every other tensor is not split: nullopt.
+std::optional<std::pair<int64_t, int64_t>> label_rows(const LabelShard& shard,
+                                                      std::string_view name, int64_t g);
 
 // The P shards of a layer with H head labels and G tail groups (P >= 1; a shard may be empty
 // when P exceeds H or G).
