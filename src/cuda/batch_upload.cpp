@@ -70,6 +70,25 @@ UploadOptions UploadOptions::of(const Model& model) {
   return options;
 }
 
+UploadOptions UploadOptions::of(const Model& model, const shard::LabelShard& shard) {
+  UploadOptions options = of(model);
+  const int64_t H = model.shape().head_labels, g = model.shape().group_size;
+  const int64_t first_slot = shard.group_begin * g, end_slot = shard.group_end * g;
+  for (int32_t& id : options.original_to_model) {
+    if (id < H) {
+      id = id >= shard.head_begin && id < shard.head_end
+               ? static_cast<int32_t>(id - shard.head_begin)
+               : -1;
+    } else {
+      const int64_t slot = id - H;
+      id = slot >= first_slot && slot < end_slot
+               ? static_cast<int32_t>(shard.head_labels() + slot - first_slot)
+               : -1;
+    }
+  }
+  return options;
+}
+
 BatchUploader::BatchUploader(UploadOptions options) : options_(std::move(options)) {
   HASTE_CUDA_CHECK(cudaStreamCreateWithFlags(&copy_stream_, cudaStreamNonBlocking));
   for (Slot& slot : slots_) {
@@ -184,7 +203,8 @@ void BatchUploader::stage(const InputRows& inputs, const CsrMatrix* labels) {
       int32_t* last = first;
       if (b < rows) {
         for (int32_t label : labels->row_indices(inputs.rows[b])) {
-          *last++ = map.empty() ? label : map[label];
+          const int32_t id = map.empty() ? label : map[label];
+          if (id >= 0) *last++ = id;
         }
         std::sort(first, last);
       }
@@ -192,7 +212,7 @@ void BatchUploader::stage(const InputRows& inputs, const CsrMatrix* labels) {
     }
     batch.label_indptr = at<int64_t>(slot.device, layout.label_indptr);
     batch.label_indices = at<int32_t>(slot.device, layout.label_indices);
-    batch.label_nnz = label_nnz;
+    batch.label_nnz = indptr[B];
     batch.label_cols = labels->cols;
   }
 

@@ -86,10 +86,13 @@ OutputLayerShape OutputLayerShape::of(const Model& model) {
 }
 
 OutputLayerShape OutputLayerShape::of(const Model& model, const shard::LabelShard& shard) {
-  OutputLayerShape shape = of(model);
+  return of(model).part(shard);
+}
+
+OutputLayerShape OutputLayerShape::part(const shard::LabelShard& shard) const {
+  OutputLayerShape shape = *this;
   shape.H = shard.head_labels();
-  shape.L_tail = std::clamp<int64_t>(shape.L_tail - shard.group_begin * shape.g, 0,
-                                     shard.groups() * shape.g);
+  shape.L_tail = std::clamp<int64_t>(L_tail - shard.group_begin * g, 0, shard.groups() * g);
   shape.G = shard.groups();
   return shape;
 }

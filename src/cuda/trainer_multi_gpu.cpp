@@ -119,7 +119,8 @@ void fit_on_gpus(Trainer& trainer, Model& model, const Dataset& train, const Dat
     rank.output->upload(model, rank.shard);
     rank.output->optimizer().upload(trainer.optimizer(), rank.first_row(g));
     rank.encoder_update.emplace(config.optimizer, config.seed + 1, *rank.encoder);
-    rank.uploader = std::make_unique<cuda::BatchUploader>(cuda::UploadOptions::of(model));
+    rank.uploader =
+        std::make_unique<cuda::BatchUploader>(cuda::UploadOptions::of(model, rank.shard));
     rank.loss = cuda::DeviceBuffer<double>(1);
     rank.loss_total = cuda::DeviceBuffer<double>(1);
   }

@@ -53,6 +53,8 @@ struct OutputLayerShape {
   static OutputLayerShape of(const Model& model);
   // The layer of `shard`'s labels of the model (a label-sharded run's part on one GPU).
   static OutputLayerShape of(const Model& model, const shard::LabelShard& shard);
+  // The part of this layer that `shard` (of split_labels(H, G, P)) holds.
+  OutputLayerShape part(const shard::LabelShard& shard) const;
   // A HASTE layer for L labels: H head labels (rounded up to a multiple of g), the rest in
   // groups of g with fan-in k. H = L gives the dense layer.
   static OutputLayerShape haste(int64_t d, int64_t L, int64_t H, int64_t g, int64_t k);
