@@ -17,7 +17,10 @@ import lzma, shutil
 for f in ('haste', 'haste_tests'):
     with lzma.open(f + '.xz') as src, open('$bin/' + f, 'wb') as dst: shutil.copyfileobj(src, dst)"
 chmod +x "$bin/haste" "$bin/haste_tests"
-export LD_LIBRARY_PATH=/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}
+# libnccl.so.2 (linked since the sharded path, issue 9): the toolkit's, or the nvidia-nccl wheel's.
+nccl_wheel=$(python3 -c "import nvidia.nccl, os; print(os.path.dirname(nvidia.nccl.__file__) + '/lib')" 2> /dev/null || true)
+export LD_LIBRARY_PATH=/usr/local/cuda/lib64${nccl_wheel:+:$nccl_wheel}:${LD_LIBRARY_PATH:-}
+export NCCL_NVLS_ENABLE=${NCCL_NVLS_ENABLE:-0}
 nvidia-smi --query-gpu=name,memory.used,memory.total,clocks.sm --format=csv
 ldd "$bin/haste" | grep -i "not found"
 "$bin/haste_tests" --gtest_filter="${TESTS:-*OptimizerGpu*:*OutputLayerGpu*:*TrainerGpu*:*GroupShared*}" > "$OUT/tests.log" 2>&1

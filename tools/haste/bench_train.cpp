@@ -88,12 +88,12 @@ bool same_shape(const Json& a, const Json& b) {
   return true;
 }
 
-// The row of `impl` at the same B, d, L, k, g and GPU count, or null.
-const Json* find_row(const Json& rows, const Json& shape, const std::string& impl,
-                     const Json& gpus) {
+// The row of `impl` at the same B, d, L, k, g, GPU count and communication, or null.
+const Json* find_row(const Json& rows, const Json& like, const std::string& impl) {
   for (const Json& row : rows) {
-    if (row["impl"] == impl && same_shape(row["shape"], shape) && row.contains("median_ms") &&
-        row.value("gpus", Json()) == gpus)
+    if (row["impl"] == impl && same_shape(row["shape"], like["shape"]) &&
+        row.contains("median_ms") && row.value("gpus", Json()) == like.value("gpus", Json()) &&
+        row.value("comm", Json()) == like.value("comm", Json()))
       return &row;
   }
   return nullptr;
@@ -104,7 +104,7 @@ void add_ratios(Json& rows) {
   for (Json& row : rows) {
     if (row["impl"] != "haste" || !row.contains("median_ms")) continue;
     for (const std::string name : {"dense", "torch_dense"}) {
-      const Json* other = find_row(rows, row["shape"], name, row.value("gpus", Json()));
+      const Json* other = find_row(rows, row, name);
       if (!other) continue;
       row[fmt::format("speedup_vs_{}", name)] =
           other->at("median_ms").get<double>() / row["median_ms"].get<double>();
@@ -116,11 +116,9 @@ void add_ratios(Json& rows) {
 
 Json result_json(const TrainBenchResult& r) {
   Json row = {{"shape", shape_json(r.bench_case)}, {"impl", r.bench_case.impl}, {"op", "step"}};
-  // DESIGN.md 12's "gpus": the one-GPU layer counts as 1 GPU without NCCL.
-  if (r.bench_case.gpus > 0) {
-    row["gpus"] = r.bench_case.gpus;
-    row["comm"] = "nccl";
-  }
+  // DESIGN.md 12's "gpus": the one-GPU layer is 1 GPU without NCCL ("comm": "none").
+  row["gpus"] = std::max(r.bench_case.gpus, 1);
+  row["comm"] = r.bench_case.gpus > 0 ? "nccl" : "none";
   if (!r.error.empty()) {
     row["error"] = r.error;
     return row;
@@ -150,6 +148,8 @@ void add_anchor_rows(const std::string& path, Json& rows) {
     if (line.empty() || line.front() != '{') continue;
     Json row = Json::parse(line);
     row["source"] = "shared/tools/anchor_step.py (PyTorch, same device call)";
+    row["gpus"] = 1;  // one GPU, no collectives: compared with the one-GPU rows
+    row["comm"] = "none";
     rows.push_back(row);
   }
 }
@@ -162,7 +162,7 @@ void print_table(const Json& rows) {
   for (const Json& row : rows) {
     const Json& s = row["shape"];
     std::string impl = row["impl"].get<std::string>();
-    if (row.contains("gpus")) impl += fmt::format(" {}gpu", row["gpus"].get<int>());
+    if (row.value("comm", "") == "nccl") impl += fmt::format(" {}gpu", row["gpus"].get<int>());
     fmt::print("{:>9} {:>3} {:>3} {:>11} {:>8} ", s["L"].get<int64_t>(), s["k"].get<int64_t>(),
                s["g"].get<int64_t>(), impl,
                s.contains("H") ? fmt::format("{}", s["H"].get<int64_t>()) : "-");
@@ -233,7 +233,9 @@ void run(const Options& o) {
   add_ratios(rows);
 
   const std::string device = inventory.gpus.front().name;
-  Json json = {{"bench", "train"},
+  // Runs over several GPU counts are the scaling measurement (issue 10), kept apart.
+  const std::string bench_name = o.gpus.empty() ? "train" : "scale";
+  Json json = {{"bench", bench_name},
                {"device", device},
                {"commit", o.commit},
                {"date", util::utc_now("%Y-%m-%d")},
@@ -245,7 +247,7 @@ void run(const Options& o) {
   fs::create_directories(o.results);
   const fs::path out =
       fs::path(o.results) /
-      fmt::format("train-{}-{}.json", util::device_slug(device), util::utc_now("%Y%m%d"));
+      fmt::format("{}-{}-{}.json", bench_name, util::device_slug(device), util::utc_now("%Y%m%d"));
   std::ofstream(out) << json.dump(2) << "\n";
   fmt::print("\nwrote {}\n", out.string());
 }
