@@ -3,10 +3,12 @@
 // optimizer step.
 #pragma once
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <haste/cuda/encoder_gpu.hpp>
 #include <haste/cuda/optimizer_gpu.hpp>
+#include <span>
 #include <vector>
 
 namespace haste::cuda {
@@ -16,6 +18,14 @@ constexpr int64_t kProgressSteps = 50;  // steps between progress lines (each sy
 
 inline double seconds_since(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+// The rows of batch `batch` of an epoch's row order (the last batch may be short).
+inline std::span<const int64_t> batch_rows(const std::vector<int64_t>& order, int64_t batch,
+                                           int64_t batch_size) {
+  const auto N = static_cast<int64_t>(order.size());
+  const int64_t first = batch * batch_size;
+  return {order.data() + first, static_cast<size_t>(std::min(batch_size, N - first))};
 }
 
 // The encoder's parameters with their optimizer handles; lazy rows for a sparse input layer.

@@ -83,10 +83,7 @@ void fit_on_gpu(Trainer& trainer, Model& model, const Dataset& train, const Data
     EpochReport report;
     report.epoch = epoch + 1;
     const std::vector<int64_t> order = epoch_order(N, config.seed, epoch);
-    auto rows_of = [&](int64_t batch) {
-      const int64_t first = batch * config.batch_size;
-      return std::span<const int64_t>(order.data() + first, std::min(config.batch_size, N - first));
-    };
+    auto rows_of = [&](int64_t batch) { return cuda::batch_rows(order, batch, config.batch_size); };
     Progress progress(fmt::format("epoch {}/{}", epoch + 1, config.epochs), config.show_progress);
     const auto start = std::chrono::steady_clock::now();
     HASTE_CUDA_CHECK(cudaMemsetAsync(loss.data(), 0, sizeof(double), stream));

@@ -49,6 +49,14 @@ struct Rank {
   std::unique_ptr<cuda::BatchUploader> uploader;
   cuda::DeviceBuffer<double> loss, loss_total;  // this shard's running sum; all shards' sum
 
+  Rank() = default;
+  Rank(const Rank&) = delete;
+  Rank& operator=(const Rank&) = delete;
+  // The members free their device memory, handles and streams with their own GPU current.
+  ~Rank() {
+    if (comm) cudaSetDevice(comm->device());
+  }
+
   // Where the shard's parameters start in the host optimizer's tensors.
   cuda::OptimizerGpu::FirstRow first_row(int64_t g) const {
     return [shard = shard, g](const std::string& name) {
@@ -136,10 +144,7 @@ void fit_on_gpus(Trainer& trainer, Model& model, const Dataset& train, const Dat
     EpochReport report;
     report.epoch = epoch + 1;
     const std::vector<int64_t> order = epoch_order(N, config.seed, epoch);
-    auto rows_of = [&](int64_t batch) {
-      const int64_t first = batch * config.batch_size;
-      return std::span<const int64_t>(order.data() + first, std::min(config.batch_size, N - first));
-    };
+    auto rows_of = [&](int64_t batch) { return cuda::batch_rows(order, batch, config.batch_size); };
     Progress progress(fmt::format("epoch {}/{}", epoch + 1, config.epochs), config.show_progress);
     const auto start = std::chrono::steady_clock::now();
     on_every_gpu(ranks, [&](Rank& rank, int r) {
