@@ -107,6 +107,8 @@ void fit_on_gpus(Trainer& trainer, Model& model, const Dataset& train, const Dat
   std::vector<double> propensities;
   if (test != nullptr && config.eval_each_epoch) propensities = jain_propensities(train.labels);
 
+  // Evaluation on the host runs the same label shards (in-process ranks), as Trainer::fit does.
+  model.set_label_shards(gpus);
   std::vector<int> devices(gpus);
   std::iota(devices.begin(), devices.end(), 0);
   std::vector<std::unique_ptr<cuda::NcclCommunicator>> comms =

@@ -13,6 +13,12 @@
 // Prediction: each rank keeps its labels' top-k per row, then the P candidate lists are
 // merged; ties go to the lower model label, as in the unsharded top-k.
 //
+// DST keeps its exact semantics, the global prune rule included: it runs after the optimizer
+// step on the whole tail, which in-process shards leave in one place (their parameters are
+// stretches of the model's arrays), and the gradient rule reads the one dz [B, G*g] that every
+// shard writes its columns of. (A multi-process run would need the slot scores all-gathered
+// first; the GPU loops do not run DST yet.)
+//
 // P = 1 runs the same code on the calling thread: the unsharded model is the 1-shard case.
 #pragma once
 
