@@ -72,19 +72,8 @@ UploadOptions UploadOptions::of(const Model& model) {
 
 UploadOptions UploadOptions::of(const Model& model, const shard::LabelShard& shard) {
   UploadOptions options = of(model);
-  const int64_t H = model.shape().head_labels, g = model.shape().group_size;
-  const int64_t first_slot = shard.group_begin * g, end_slot = shard.group_end * g;
   for (int32_t& id : options.original_to_model) {
-    if (id < H) {
-      id = id >= shard.head_begin && id < shard.head_end
-               ? static_cast<int32_t>(id - shard.head_begin)
-               : -1;
-    } else {
-      const int64_t slot = id - H;
-      id = slot >= first_slot && slot < end_slot
-               ? static_cast<int32_t>(shard.head_labels() + slot - first_slot)
-               : -1;
-    }
+    id = shard::shard_label(shard, id, model.shape().head_labels, model.shape().group_size);
   }
   return options;
 }

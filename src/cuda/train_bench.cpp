@@ -137,13 +137,8 @@ CsrMatrix shard_targets(const CsrMatrix& targets, const cuda::OutputLayerShape& 
   for (int64_t b = 0; b < targets.rows; ++b) {
     row.clear();
     for (int32_t id : targets.row_indices(b)) {
-      const int64_t slot = id - whole.H;
-      if (id < whole.H && id >= shard.head_begin && id < shard.head_end) {
-        row.push_back(static_cast<int32_t>(id - shard.head_begin));
-      } else if (id >= whole.H && slot >= shard.group_begin * whole.g &&
-                 slot < shard.group_end * whole.g) {
-        row.push_back(static_cast<int32_t>(shard.head_labels() + slot - shard.group_begin * whole.g));
-      }
+      const int32_t mine = shard::shard_label(shard, id, whole.H, whole.g);
+      if (mine >= 0) row.push_back(mine);
     }
     out.append_row(row, {});
   }

@@ -26,6 +26,18 @@ std::optional<std::pair<int64_t, int64_t>> label_rows(const LabelShard& shard,
   return std::nullopt;
 }
 
+int32_t shard_label(const LabelShard& shard, int64_t label, int64_t H, int64_t g) {
+  if (label < H) {
+    return label >= shard.head_begin && label < shard.head_end
+               ? static_cast<int32_t>(label - shard.head_begin)
+               : -1;
+  }
+  const int64_t slot = label - H, first_slot = shard.group_begin * g;
+  return slot >= first_slot && slot < shard.group_end * g
+             ? static_cast<int32_t>(shard.head_labels() + slot - first_slot)
+             : -1;
+}
+
 std::vector<LabelShard> split_labels(int64_t H, int64_t G, int P) {
   check(P >= 1, "shard: {} shards; need at least 1", P);
   check(H >= 0 && G >= 0, "shard: {} head labels and {} groups", H, G);

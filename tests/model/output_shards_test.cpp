@@ -33,6 +33,31 @@ TEST(LabelShards, ContiguousStretchesInRankOrderDifferingByAtMostOne) {
   }
 }
 
+TEST(LabelShards, ShardLabelNumbersEachLabelInItsOwnShardOnly) {
+  const int64_t H = 10, G = 7, g = 4;
+  const std::vector<shard::LabelShard> shards = shard::split_labels(H, G, 3);
+  for (int64_t label = 0; label < H + G * g; ++label) {
+    int owners = 0;
+    for (const shard::LabelShard& s : shards) {
+      const int32_t id = shard::shard_label(s, label, H, g);
+      if (id < 0) continue;
+      ++owners;
+      // Head labels first, then the shard's slots, in the model's order.
+      if (label < H) {
+        EXPECT_EQ(id, label - s.head_begin);
+      } else {
+        EXPECT_EQ(id, s.head_labels() + (label - H) - s.group_begin * g);
+      }
+      EXPECT_LT(id, s.head_labels() + s.groups() * g);
+    }
+    EXPECT_EQ(owners, 1) << "label " << label;
+  }
+  const auto rows = shard::label_rows(shards[1], "adam.m.tail.weight", g);
+  ASSERT_TRUE(rows.has_value());
+  EXPECT_EQ(rows->first, shards[1].group_begin * g);
+  EXPECT_FALSE(shard::label_rows(shards[1], "encoder.0.weight", g).has_value());
+}
+
 void expect_close(std::span<const float> a, std::span<const float> b, const std::string& what) {
   ASSERT_EQ(a.size(), b.size()) << what;
   for (size_t i = 0; i < a.size(); ++i) {

@@ -29,6 +29,11 @@ struct LabelShard {
 std::optional<std::pair<int64_t, int64_t>> label_rows(const LabelShard& shard,
                                                       std::string_view name, int64_t g);
 
+// Model label `label` (of a layer with H head labels and groups of g) as `shard` numbers its own
+// labels (its head labels, then its tail slots, as the shard's part of the layer is laid out),
+// or -1 when another shard owns it.
+int32_t shard_label(const LabelShard& shard, int64_t label, int64_t H, int64_t g);
+
 // The P shards of a layer with H head labels and G tail groups (P >= 1; a shard may be empty
 // when P exceeds H or G).
 std::vector<LabelShard> split_labels(int64_t H, int64_t G, int P);
