@@ -23,7 +23,7 @@ export LD_LIBRARY_PATH=/usr/local/cuda/lib64${nccl_wheel:+:$nccl_wheel}:${LD_LIB
 export NCCL_NVLS_ENABLE=${NCCL_NVLS_ENABLE:-0}
 nvidia-smi --query-gpu=name,memory.used,memory.total,clocks.sm --format=csv
 ldd "$bin/haste" | grep -i "not found"
-"$bin/haste_tests" --gtest_filter="${TESTS:-*OptimizerGpu*:*OutputLayerGpu*:*TrainerGpu*:*GroupShared*}" > "$OUT/tests.log" 2>&1
+"$bin/haste_tests" --gtest_filter="${TESTS:-*OptimizerGpu*:*OutputLayerGpu*:*TrainerGpu*:*GroupShared*:*Nccl*:*TrainerMultiGpu*}" > "$OUT/tests.log" 2>&1
 echo "tests rc=$?"; grep -E "FAILED|PASSED|Failure" "$OUT/tests.log" | head -40
 grep -B3 -A8 "Failure" "$OUT/tests.log" | head -60
 if [ -n "${PROFILE:-}" ]; then

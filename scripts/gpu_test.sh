@@ -5,6 +5,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build_dir=${HASTE_BUILD_DIR:-build}
+# libnccl.so.2 (the sharded path, issue 9): the toolkit's, or the nvidia-nccl wheel's where the
+# image has only that; NVLink multicast stays off (device README).
+nccl_wheel=$(python3 -c "import nvidia.nccl, os; print(os.path.dirname(nvidia.nccl.__file__) + '/lib')" \
+  2> /dev/null || true)
+export LD_LIBRARY_PATH=${nccl_wheel:+$nccl_wheel:}${LD_LIBRARY_PATH:-}
+export NCCL_NVLS_ENABLE=${NCCL_NVLS_ENABLE:-0}
 "$build_dir/tools/haste/haste" device | tee /dev/stderr | grep -q "^GPU 0:" ||
   { echo "gpu_test: no GPU visible" >&2; exit 1; }
 "$build_dir/tests/haste_tests" --gtest_brief=1 "$@"
