@@ -35,8 +35,8 @@ std::string gpu_training_unsupported(const Model& model, const TrainConfig& conf
 // falls back). Throws for `cuda` when the GPU cannot run it, naming the reason. `gpus` > 0
 // takes the NCCL path on that many GPUs (device must not be cpu; N = 1 is the NCCL path too).
 void fit_on_device(TrainDevice device, Trainer& trainer, Model& model, const Dataset& train,
-                   const Dataset* test,
-                   const std::function<void(const EpochReport&)>& on_epoch_end, int gpus = 0);
+                   const Dataset* test, const std::function<void(const EpochReport&)>& on_epoch_end,
+                   int gpus = 0);
 
 // The label-sharded loop over GPUs 0..gpus-1 (src/cuda/trainer_multi_gpu.cpp); a build without
 // CUDA throws.

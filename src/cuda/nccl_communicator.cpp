@@ -1,11 +1,9 @@
 // NCCL ranks (see include/haste/cuda/nccl_communicator.hpp).
-#include <haste/cuda/nccl_communicator.hpp>
-
 #include <nccl.h>
 
 #include <atomic>
-
 #include <haste/cuda/cuda_check.hpp>
+#include <haste/cuda/nccl_communicator.hpp>
 #include <haste/error.hpp>
 #include <haste/shard/launch.hpp>
 
@@ -87,8 +85,7 @@ std::unique_ptr<NcclCommunicator> NcclCommunicator::from_environment(
   if (launch.rank == 0) HASTE_NCCL_CHECK(ncclGetUniqueId(&id));
   const auto* id_bytes = reinterpret_cast<const uint8_t*>(id.internal);
   const std::vector<uint8_t> shared = shard::share_through_file(
-      id_file, launch.rank, std::span(id_bytes, sizeof(id.internal)), sizeof(id.internal),
-      timeout);
+      id_file, launch.rank, std::span(id_bytes, sizeof(id.internal)), sizeof(id.internal), timeout);
   std::copy(shared.begin(), shared.end(), reinterpret_cast<uint8_t*>(id.internal));
 
   auto impl = std::make_unique<Impl>();
@@ -124,14 +121,14 @@ void NcclCommunicator::all_gather(std::span<const float> send, std::span<float> 
         "nccl: all_gather of {} values into {} (need {} ranks x {})", send.size(), recv.size(),
         impl_->size, send.size());
   impl_->check_usable();
-  HASTE_NCCL_CHECK(ncclAllGather(send.data(), recv.data(), send.size(), ncclFloat, impl_->comm,
-                                 impl_->stream));
+  HASTE_NCCL_CHECK(
+      ncclAllGather(send.data(), recv.data(), send.size(), ncclFloat, impl_->comm, impl_->stream));
 }
 
 void NcclCommunicator::reduce_scatter(std::span<const float> send, std::span<float> recv) {
   check(send.size() == recv.size() * static_cast<size_t>(impl_->size),
-        "nccl: reduce_scatter of {} values into {} (need {} ranks x {})", send.size(),
-        recv.size(), impl_->size, recv.size());
+        "nccl: reduce_scatter of {} values into {} (need {} ranks x {})", send.size(), recv.size(),
+        impl_->size, recv.size());
   impl_->check_usable();
   HASTE_NCCL_CHECK(ncclReduceScatter(send.data(), recv.data(), recv.size(), ncclFloat, ncclSum,
                                      impl_->comm, impl_->stream));

@@ -182,13 +182,12 @@ void OptimizerGpu::copy_state(Optimizer& cpu, cudaMemcpyKind direction,
       if (buffer->size() == 0) continue;
       NamedTensor<float>* tensor = find_state(tensors, prefix + s.name);
       const int64_t row = first_row ? first_row(s.name) : 0;
-      const bool fits =
-          tensor != nullptr &&
-          (first_row ? !s.shape.empty() && tensor->shape.size() == s.shape.size() &&
-                           std::equal(s.shape.begin() + 1, s.shape.end(),
-                                      tensor->shape.begin() + 1) &&
-                           row >= 0 && row + s.shape[0] <= tensor->shape[0]
-                     : tensor->shape == s.shape);
+      const bool fits = tensor != nullptr &&
+                        (first_row ? !s.shape.empty() && tensor->shape.size() == s.shape.size() &&
+                                         std::equal(s.shape.begin() + 1, s.shape.end(),
+                                                    tensor->shape.begin() + 1) &&
+                                         row >= 0 && row + s.shape[0] <= tensor->shape[0]
+                                   : tensor->shape == s.shape);
       check(fits,
             "GPU optimizer: the CPU optimizer has no state '{}' holding the registered shape "
             "from row {}",

@@ -255,8 +255,8 @@ void OutputLayerGpu::download(Model& model, const shard::LabelShard& shard) cons
   }
   if (m.shape.G > 0) {
     const GroupSharedShape tail = model.tail_shape();
-    copy_to_host<int32_t>(shard_rows(std::span<int32_t>(model.tail().indices),
-                                     {tail.G, tail.k}, shard, "tail.indices", g),
+    copy_to_host<int32_t>(shard_rows(std::span<int32_t>(model.tail().indices), {tail.G, tail.k},
+                                     shard, "tail.indices", g),
                           m.indices.data());
   }
 }

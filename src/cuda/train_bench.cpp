@@ -177,7 +177,10 @@ void run_sharded(TrainBenchResult& result, const TrainBenchOptions& options) {
             },
             stream);
         const double fb = timer.time(options.runs, forward_backward, stream).median_ms;
-        const double update = timer.time(options.runs, [&] { bench.update(stream); }, stream).median_ms;
+        const double update = timer
+                                  .time(
+                                      options.runs, [&] { bench.update(stream); }, stream)
+                                  .median_ms;
         if (r == 0) record(result, timing, fb, update, free_before - device_free_bytes(), bench);
       } catch (...) {
         failures[r] = std::current_exception();

@@ -124,8 +124,8 @@ void fit_on_gpus(Trainer& trainer, Model& model, const Dataset& train, const Dat
     HASTE_CUDA_CHECK(cudaSetDevice(rank.comm->device()));
     rank.encoder.emplace(cuda::EncoderGpu::from_model(model, max_batch));
     // Rank 0 draws the one-GPU loop's stochastic rounding; the others their own.
-    rank.output.emplace(cuda::OutputLayerShape::of(model, rank.shard), config.optimizer,
-                        max_batch, config.seed + static_cast<uint64_t>(r) * 0x9e3779b97f4a7c15);
+    rank.output.emplace(cuda::OutputLayerShape::of(model, rank.shard), config.optimizer, max_batch,
+                        config.seed + static_cast<uint64_t>(r) * 0x9e3779b97f4a7c15);
     rank.output->upload(model, rank.shard);
     rank.output->optimizer().upload(trainer.optimizer(), rank.first_row(g));
     rank.encoder_update.emplace(config.optimizer, config.seed + 1, *rank.encoder);
@@ -163,17 +163,16 @@ void fit_on_gpus(Trainer& trainer, Model& model, const Dataset& train, const Dat
                                       {device_batch.label_indptr, device_batch.label_indices,
                                        nullptr, device_batch.label_nnz},
                                       rank.encoder->dhT(), rank.loss.data(), stream);
-        comm.all_reduce(std::span<float>(rank.encoder->dhT(),
-                                         static_cast<size_t>(device_batch.B *
-                                                             rank.encoder->output_dim())));
+        comm.all_reduce(std::span<float>(
+            rank.encoder->dhT(), static_cast<size_t>(device_batch.B * rank.encoder->output_dim())));
         rank.encoder->backward(device_batch, stream);
         const double lr = config.optimizer.schedule.lr_at(config.optimizer.lr, step, total_steps);
         rank.encoder_update->step(lr, *rank.encoder, stream);
         rank.output->update(lr, stream);
         if (batch + 1 < per_epoch) rank.uploader->stage(train, rows_of(batch + 1));
         if ((batch + 1) % kProgressSteps == 0 || batch + 1 == per_epoch) {
-          HASTE_CUDA_CHECK(cudaMemcpyAsync(rank.loss_total.data(), rank.loss.data(),
-                                           sizeof(double), cudaMemcpyDeviceToDevice, stream));
+          HASTE_CUDA_CHECK(cudaMemcpyAsync(rank.loss_total.data(), rank.loss.data(), sizeof(double),
+                                           cudaMemcpyDeviceToDevice, stream));
           comm.all_reduce(std::span<double>(rank.loss_total.data(), 1));
           double loss_sum = 0;
           HASTE_CUDA_CHECK(cudaMemcpyAsync(&loss_sum, rank.loss_total.data(), sizeof(double),

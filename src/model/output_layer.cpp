@@ -169,12 +169,12 @@ double OutputLayer::tail_forward_backward(const shard::LabelShard& shard, Worksp
     work.tail_dh.assign(B * d_tail_, 0.0f);
     tail_dh = work.tail_dh;
   }
-  const double loss = work.tail_pass.step(
-      tail_view(shard), B, last_tail_h_, targets, H_ + static_cast<int64_t>(first_slot),
-      real_tail_labels(shard),
-      std::span<float>(dtail_weight).subspan(first_slot * k, shard_slots * k),
-      std::span<float>(dtail_bias).subspan(first_slot, shard_slots), tail_dh,
-      std::span<float>(tail_dz_).subspan(first_slot), slots);
+  const double loss =
+      work.tail_pass.step(tail_view(shard), B, last_tail_h_, targets,
+                          H_ + static_cast<int64_t>(first_slot), real_tail_labels(shard),
+                          std::span<float>(dtail_weight).subspan(first_slot * k, shard_slots * k),
+                          std::span<float>(dtail_bias).subspan(first_slot, shard_slots), tail_dh,
+                          std::span<float>(tail_dz_).subspan(first_slot), slots);
   if (d_tail_ != d_) {
     for (int64_t b = 0; b < B; ++b) {
       cpu::axpy(1.0f, work.tail_dh.data() + b * d_tail_, dh.data() + b * d_, d_tail_);

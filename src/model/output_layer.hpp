@@ -50,8 +50,7 @@ class OutputLayer {
   // against `targets` (B rows in model label ids), its gradient into the shard's rows of the
   // parameters' gradients (overwritten) and into dh [B, d] (overwritten: the shard's share).
   double forward_backward(const shard::LabelShard& shard, Workspace& work, int64_t B,
-                          std::span<const float> h, const CsrMatrix& targets,
-                          std::span<float> dh);
+                          std::span<const float> h, const CsrMatrix& targets, std::span<float> dh);
 
   // Logits of h [B, d] for `shard`'s labels: head [B, shard head labels] and tail
   // [B, shard groups * g] (padding slots included).

@@ -1,7 +1,5 @@
 // In-process ranks: threads, a barrier that can be aborted, and collectives summed in rank order
 // (see include/haste/shard/in_process.hpp).
-#include <haste/shard/in_process.hpp>
-
 #include <omp.h>
 
 #include <algorithm>
@@ -9,6 +7,7 @@
 #include <cstring>
 #include <exception>
 #include <haste/error.hpp>
+#include <haste/shard/in_process.hpp>
 #include <mutex>
 #include <thread>
 #include <vector>

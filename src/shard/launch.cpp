@@ -1,12 +1,11 @@
 // Rank from the environment and the file-based id exchange (see include/haste/shard/launch.hpp).
-#include <haste/shard/launch.hpp>
-
 #include <algorithm>
 #include <array>
 #include <charconv>
 #include <cstdlib>
 #include <fstream>
 #include <haste/error.hpp>
+#include <haste/shard/launch.hpp>
 #include <iterator>
 #include <string_view>
 #include <thread>
@@ -55,8 +54,8 @@ LaunchRank launch_rank_from_environment(const EnvironmentLookup& lookup) {
     launch.local_rank = local != nullptr ? parse_count(family.local_rank, local) : launch.rank;
     launch.source = fmt::format("{}/{}", family.rank, family.world_size);
     check(launch.world_size >= 1 && launch.rank < launch.world_size,
-          "environment: {}={} is not a rank of {}={}", family.rank, launch.rank,
-          family.world_size, launch.world_size);
+          "environment: {}={} is not a rank of {}={}", family.rank, launch.rank, family.world_size,
+          launch.world_size);
     return launch;
   }
   return {};

@@ -154,8 +154,7 @@ void save_run_checkpoint(const fs::path& directory, const Model& model, int shar
 }
 
 bool has_checkpoint(const fs::path& directory) {
-  return fs::exists(directory / kShardIndexFileName) ||
-         fs::exists(directory / kCheckpointFileName);
+  return fs::exists(directory / kShardIndexFileName) || fs::exists(directory / kCheckpointFileName);
 }
 
 }  // namespace haste

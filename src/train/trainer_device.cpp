@@ -14,8 +14,8 @@ TrainDevice parse_train_device(const std::string& name) {
 }
 
 void fit_on_device(TrainDevice device, Trainer& trainer, Model& model, const Dataset& train,
-                   const Dataset* test,
-                   const std::function<void(const EpochReport&)>& on_epoch_end, int gpus) {
+                   const Dataset* test, const std::function<void(const EpochReport&)>& on_epoch_end,
+                   int gpus) {
   if (gpus > 0) {
     check(device != TrainDevice::cpu, "train: --gpus {} needs --device cuda or auto", gpus);
     const std::string reason = gpu_training_unsupported(model, trainer.config());

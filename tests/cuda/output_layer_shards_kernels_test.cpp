@@ -28,7 +28,9 @@ using cuda::bf16;
 using cuda::DeviceBuffer;
 using test_util::relative_error;
 
-std::vector<double> doubles(std::span<const float> values) { return {values.begin(), values.end()}; }
+std::vector<double> doubles(std::span<const float> values) {
+  return {values.begin(), values.end()};
+}
 
 float to_float(float x) { return x; }
 float to_float(bf16 x) { return __bfloat162float(x); }
@@ -110,8 +112,8 @@ TEST(OutputLayerGpuShards, ThreeShardsOnOneGpuMatchTheWholeLayer) {
   // The whole layer's dh, to compare the shards' sum with.
   cuda::OutputLayerGpu whole = cuda::OutputLayerGpu::from_model(before, sgd, B, 7);
   DeviceBuffer<float> whole_dht(std::vector<float>(B * d, 0.f));
-  step(whole, B, d_ht, mapped_targets(data, rows, cuda::UploadOptions::of(before).original_to_model),
-       whole_dht);
+  step(whole, B, d_ht,
+       mapped_targets(data, rows, cuda::UploadOptions::of(before).original_to_model), whole_dht);
 
   Optimizer optimizer(sgd, model);
   optimizer.step(sgd.lr);  // the CPU's update, for the downloaded weights and state
@@ -135,22 +137,21 @@ TEST(OutputLayerGpuShards, ThreeShardsOnOneGpuMatchTheWholeLayer) {
       return std::span<const float>(grads[i]).subspan(range->first * row_size,
                                                       (range->second - range->first) * row_size);
     };
-    const std::pair<const char*, std::pair<std::vector<double>, std::span<const float>>> checks[] = {
-        {"head.weight", {device_doubles(layer.head_weight_grad(), s.head_labels() * d),
-                         rows_of(2, d)}},
-        {"head.bias", {device_doubles(layer.head_bias_grad(), s.head_labels()), rows_of(3, 1)}},
-        {"tail.weight", {device_doubles(layer.tail_weight_grad(), s.groups() * g * k),
-                         rows_of(4, k)}},
-        {"tail.bias", {device_doubles(layer.tail_bias_grad(), s.groups() * g), rows_of(5, 1)}}};
+    const std::pair<const char*, std::pair<std::vector<double>, std::span<const float>>> checks[] =
+        {{"head.weight",
+          {device_doubles(layer.head_weight_grad(), s.head_labels() * d), rows_of(2, d)}},
+         {"head.bias", {device_doubles(layer.head_bias_grad(), s.head_labels()), rows_of(3, 1)}},
+         {"tail.weight",
+          {device_doubles(layer.tail_weight_grad(), s.groups() * g * k), rows_of(4, k)}},
+         {"tail.bias", {device_doubles(layer.tail_bias_grad(), s.groups() * g), rows_of(5, 1)}}};
     for (const auto& [name, pair] : checks) {
       if (pair.second.empty()) continue;
       EXPECT_LT(relative_error(pair.first, doubles(pair.second)), 1e-2) << name << " grad";
     }
     layer.update(sgd.lr, nullptr);
     layer.download(after, s);
-    layer.optimizer().download(downloaded, [&](const std::string& name) {
-      return shard::label_rows(s, name, g)->first;
-    });
+    layer.optimizer().download(
+        downloaded, [&](const std::string& name) { return shard::label_rows(s, name, g)->first; });
   }
   EXPECT_NEAR(shards_loss, loss, 5e-3 * std::abs(loss));
   EXPECT_LT(relative_error(doubles(shards_dht.download()), doubles(whole_dht.download())), 1e-2)

@@ -11,7 +11,9 @@ namespace haste::shard {
 namespace {
 
 // A value that differs per rank and element, with enough digits for summation order to show.
-float value(int rank, size_t i) { return 1.0f / static_cast<float>(3 + rank * 7 + i) + 1e4f * rank; }
+float value(int rank, size_t i) {
+  return 1.0f / static_cast<float>(3 + rank * 7 + i) + 1e4f * rank;
+}
 
 TEST(InProcessGroup, AllReduceSumsInRankOrderOnEveryRank) {
   for (int P : {1, 2, 3, 4}) {

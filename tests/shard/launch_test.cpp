@@ -80,9 +80,9 @@ TEST(ShareThroughFile, OtherRanksReadWhatRankZeroWrites) {
   // Readers start first: they must wait for the file rather than fail.
   for (int r = 2; r >= 0; --r) {
     ranks.emplace_back([&, r] {
-      seen[r] = share_through_file(path, r, r == 0 ? std::span<const uint8_t>(id)
-                                                   : std::span<const uint8_t>(),
-                                   id.size(), std::chrono::seconds(10));
+      seen[r] = share_through_file(
+          path, r, r == 0 ? std::span<const uint8_t>(id) : std::span<const uint8_t>(), id.size(),
+          std::chrono::seconds(10));
     });
     if (r == 1) std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }

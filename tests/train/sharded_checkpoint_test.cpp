@@ -82,8 +82,8 @@ TEST_F(ShardedCheckpoint, LoadsOnAnyNumberOfShardsWithTheSamePredictions) {
                          "model-step" + std::to_string(step) + "-shard1-of2.safetensors",
                          kShardIndexFileName}));
   // Shard 1 holds only its rows of the label-split tensors.
-  const SafetensorsFile second(dir_ / ("model-step" + std::to_string(step) +
-                                       "-shard1-of2.safetensors"));
+  const SafetensorsFile second(dir_ /
+                               ("model-step" + std::to_string(step) + "-shard1-of2.safetensors"));
   EXPECT_EQ(second.find("encoder.0.weight"), nullptr);
   EXPECT_LT(second.get("head.weight").shape[0], model.shape().head_labels);
   EXPECT_LT(second.get("tail.indices").shape[0], model.shape().groups);

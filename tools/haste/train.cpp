@@ -181,8 +181,8 @@ void remove_stale_temporaries(const fs::path& directory) {
   std::error_code ec;
   for (const auto& entry : fs::directory_iterator(directory, ec)) {
     const std::string name = entry.path().filename().string();
-    for (const char* output : {kCheckpointFileName, kShardIndexFileName, kMetricsFileName,
-                               kPlotFileName}) {
+    for (const char* output :
+         {kCheckpointFileName, kShardIndexFileName, kMetricsFileName, kPlotFileName}) {
       if (name.starts_with(std::string(output) + ".tmp.")) fs::remove(entry.path(), ec);
     }
     // A sharded checkpoint's shard files (model-step<S>-shard<r>-of<P>.safetensors).
@@ -213,8 +213,10 @@ void run_train(const TrainArgs& args) {
     config.train.show_progress = !args.quiet;
   } else {
     if (has_checkpoint(args.out)) {
-      fmt::print(stderr, "note: starting afresh over the checkpoint in {} (use --resume to "
-                 "continue that run)\n", args.out.string());
+      fmt::print(stderr,
+                 "note: starting afresh over the checkpoint in {} (use --resume to "
+                 "continue that run)\n",
+                 args.out.string());
     }
     apply_overrides(args, config);
   }
@@ -257,18 +259,19 @@ void run_train(const TrainArgs& args) {
   const Dataset* test = data.test ? &*data.test : nullptr;
   try {
     naming_memory_use("training", [&] {
-      fit_on_device(parse_train_device(args.device), trainer, model, data.train, test,
-                    [&](const EpochReport& report) {
-                      print_epoch(report);
-                      // The log first: a kill between the two leaves a log one epoch ahead of the
-                      // checkpoint, which --resume trims, rather than a log missing an epoch the
-                      // checkpoint has.
-                      log.add(report, output_layer_bytes);
-                      save_run_checkpoint(args.out, model, config.train.shards, &trainer,
-                                          featurizer ? &*featurizer : nullptr);
-                      if (args.stop_after && report.epoch >= *args.stop_after) throw StopTraining{};
-                    },
-                    args.gpus.value_or(0));
+      fit_on_device(
+          parse_train_device(args.device), trainer, model, data.train, test,
+          [&](const EpochReport& report) {
+            print_epoch(report);
+            // The log first: a kill between the two leaves a log one epoch ahead of the
+            // checkpoint, which --resume trims, rather than a log missing an epoch the
+            // checkpoint has.
+            log.add(report, output_layer_bytes);
+            save_run_checkpoint(args.out, model, config.train.shards, &trainer,
+                                featurizer ? &*featurizer : nullptr);
+            if (args.stop_after && report.epoch >= *args.stop_after) throw StopTraining{};
+          },
+          args.gpus.value_or(0));
     });
   } catch (const StopTraining&) {
     fmt::print("stopped after epoch {} of {}; continue with --resume\n",

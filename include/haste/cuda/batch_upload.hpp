@@ -60,7 +60,7 @@ struct UploadOptions {
   // Label renumbering; empty: labels used as they are. A label mapped to -1 is left out (it
   // belongs to another label shard).
   std::vector<int32_t> original_to_model;
-  bool normalize_rows = false;             // scale each input row to unit L2 norm
+  bool normalize_rows = false;  // scale each input row to unit L2 norm
 
   // The model's label permutation and ModelConfig::normalize_input.
   static UploadOptions of(const Model& model);

@@ -28,8 +28,8 @@ namespace haste::shard {
 struct LaunchRank {
   int rank = 0;
   int world_size = 1;
-  int local_rank = 0;       // which of this host's GPUs to use
-  std::string source;       // the variables it came from ("HASTE_RANK/HASTE_WORLD_SIZE", ...)
+  int local_rank = 0;  // which of this host's GPUs to use
+  std::string source;  // the variables it came from ("HASTE_RANK/HASTE_WORLD_SIZE", ...)
 };
 
 // Reads the variables through `lookup` (std::getenv by default; tests pass their own). Throws
