@@ -95,7 +95,7 @@ void OutputLayer::logits(const shard::LabelShard& shard, int64_t B, std::span<co
   const int64_t Hs = shard.head_labels();
   const float* bias = head_bias.data() + shard.head_begin;
   head_z.resize(B * Hs);
-  for (int64_t b = 0; b < B; ++b) std::copy_n(bias, Hs, &head_z[b * Hs]);
+  for (int64_t b = 0; b < B; ++b) std::copy_n(bias, Hs, head_z.data() + b * Hs);
   blas::gemm(Op::none, Op::transpose, B, Hs, d_head_, 1.0f, h.data() + head_offset_, d_,
              head_weight.data() + shard.head_begin * d_head_, d_head_, 1.0f, head_z.data(), Hs);
   tail_z.resize(B * shard.groups() * tail.shape.g);
@@ -127,6 +127,8 @@ double OutputLayer::head_forward_backward(const shard::LabelShard& shard, Worksp
   // z = h_head W^T + b, turned in place into dz = (sigmoid(z) - y) / B; then dW = dz^T h_head,
   // db = column sums, dh_head = dz W; all over the shard's head rows.
   const int64_t Hs = shard.head_labels(), first = shard.head_begin;
+  std::fill(dh.begin(), dh.end(), 0.0f);  // the shard's share of dh starts here
+  if (Hs == 0) return 0.0;                // (BLAS rejects the empty products' strides)
   const float* weight = head_weight.data() + first * d_head_;
   std::vector<float>& dz = work.head_dz;
   dz.resize(B * Hs);
@@ -150,7 +152,6 @@ double OutputLayer::head_forward_backward(const shard::LabelShard& shard, Worksp
   float* db = dhead_bias.data() + first;
   std::fill_n(db, Hs, 0.0f);
   for (int64_t b = 0; b < B; ++b) cpu::axpy(1.0f, &dz[b * Hs], db, Hs);
-  std::fill(dh.begin(), dh.end(), 0.0f);
   blas::gemm(Op::none, Op::none, B, d_head_, Hs, 1.0f, dz.data(), Hs, weight, d_head_, 1.0f,
              dh.data() + head_offset_, d_);
   return loss;
