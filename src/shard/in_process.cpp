@@ -181,24 +181,27 @@ int InProcessGroup::size() const { return shared_->size; }
 void InProcessGroup::run(const std::function<void(Communicator&)>& work) {
   const int P = shared_->size;
   // The ranks share the cores the caller's OpenMP setting allows, instead of each taking all.
-  const int threads_per_rank = std::max(1, omp_get_max_threads() / P);
+  const int caller_threads = omp_get_max_threads();
+  const int threads_per_rank = std::max(1, caller_threads / P);
   std::vector<std::exception_ptr> failures(P);
+  auto run_rank = [&](int r) {
+    omp_set_num_threads(threads_per_rank);
+    RankCommunicator communicator(*shared_, r);
+    try {
+      work(communicator);
+    } catch (const GroupAborted&) {
+      // Another rank failed first; its exception is the one to report.
+    } catch (...) {
+      failures[r] = std::current_exception();
+      shared_->barrier.abort();
+    }
+  };
+  // Rank 0 runs on the calling thread (one shard starts no thread), the others on their own.
   std::vector<std::thread> threads;
-  threads.reserve(P);
-  for (int r = 0; r < P; ++r) {
-    threads.emplace_back([&, r] {
-      omp_set_num_threads(threads_per_rank);
-      RankCommunicator communicator(*shared_, r);
-      try {
-        work(communicator);
-      } catch (const GroupAborted&) {
-        // Another rank failed first; its exception is the one to report.
-      } catch (...) {
-        failures[r] = std::current_exception();
-        shared_->barrier.abort();
-      }
-    });
-  }
+  threads.reserve(P - 1);
+  for (int r = 1; r < P; ++r) threads.emplace_back(run_rank, r);
+  run_rank(0);
+  omp_set_num_threads(caller_threads);
   for (std::thread& thread : threads) thread.join();
   shared_->barrier.reset();
   for (const std::exception_ptr& failure : failures) {

@@ -25,8 +25,9 @@ class InProcessGroup {
   ~InProcessGroup();
 
   int size() const;
-  // Runs `work(communicator of rank r)` on its own thread for every rank r and waits for all.
-  // A group runs one run() at a time.
+  // Runs `work(communicator of rank r)` for every rank r, rank 0 on the calling thread and the
+  // others on threads of their own, and waits for all. Each rank gets 1/P of the caller's
+  // OpenMP threads. A group runs one run() at a time.
   void run(const std::function<void(Communicator&)>& work);
 
  private:
