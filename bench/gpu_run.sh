@@ -28,9 +28,9 @@ for src, dst in (('haste', 'tools/haste/haste'), ('haste_tests', 'tests/haste_te
         shutil.copyfileobj(f, g)"
 chmod +x "$build/tools/haste/haste" "$build/tests/haste_tests"
 haste=$build/tools/haste/haste
-export LD_LIBRARY_PATH=/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}
+source "$repo/scripts/gpu_env.sh"
 nvidia-smi --query-gpu=name,memory.used,memory.total,clocks.sm --format=csv
-gpu_suites='*Gpu*:*GroupShared*:*Device*:*BatchUploader*:*Encoder*:*TrainCli*:*ResourceErrors*'
+gpu_suites='*Gpu*:*GroupShared*:*Device*:*BatchUploader*:*Encoder*:*Nccl*:*TrainCli*:*ResourceErrors*'
 
 filter=${TESTS:-$gpu_suites}
 [ "$filter" = all ] && filter='*'

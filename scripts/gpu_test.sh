@@ -5,6 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build_dir=${HASTE_BUILD_DIR:-build}
+source scripts/gpu_env.sh
 "$build_dir/tools/haste/haste" device | tee /dev/stderr | grep -q "^GPU 0:" ||
   { echo "gpu_test: no GPU visible" >&2; exit 1; }
 "$build_dir/tests/haste_tests" --gtest_brief=1 "$@"

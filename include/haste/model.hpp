@@ -190,6 +190,14 @@ class Model {
   Rankings predict(const InputRows& inputs, int k) const;
   Rankings predict(const Dataset& data, int k) const;  // every row of `data`
 
+  // Splits the output layer's labels over `shards` in-process ranks (threads) for the
+  // following compute_gradients and predict calls (DESIGN.md 11, src/model/output_shards.hpp):
+  // each rank computes its head labels' and tail groups' loss, gradients and top-k on the whole
+  // batch, and dh, the loss and the top-k lists are combined over the ranks. The same model as
+  // 1 shard (the default) up to floating-point summation order. Parameters stay where they are.
+  void set_label_shards(int shards);
+  int label_shards() const;
+
   // Parameters in the fixed order of the header comment, and the int32 tensors.
   std::vector<Parameter> parameters();
   std::vector<NamedTensor<const float>> float_tensors() const;  // parameters' values, same order

@@ -15,6 +15,10 @@ namespace haste {
 struct TrainBenchCase {
   std::string impl;  // "haste" (head of H labels + group-shared tail) or "dense" (H = L)
   int64_t B = 256, d = 768, L = 0, H = 0, g = 32, k = 64;
+  // 0: the one-GPU layer. N >= 1: the layer label-sharded over GPUs 0..N-1 (DESIGN.md 11), each
+  // holding its shard, h replicated, one step = every shard's forward + backward, the NCCL
+  // all-reduce of dh, and every shard's update (timed on GPU 0; memory is GPU 0's).
+  int gpus = 0;
 };
 
 struct TrainBenchOptions {

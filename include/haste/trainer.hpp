@@ -30,6 +30,9 @@ struct TrainConfig {
   DstConfig dst;
   uint64_t seed = 1;  // shuffles, dropout, DST
   int threads = 0;    // OpenMP threads; 0 keeps the current setting (OMP_NUM_THREADS or all cores)
+  // Label shards of the output layer, each on its own in-process rank (Model::set_label_shards;
+  // DESIGN.md 11): the same training as 1 shard, within floating-point summation noise.
+  int shards = 1;
   bool eval_each_epoch = true;
   int top_k = kMaxK;  // predictions kept per row for evaluation
   bool show_progress = true;

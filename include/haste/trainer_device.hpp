@@ -12,6 +12,10 @@
 // a multiple of 16 rows that count in its mean; DST's prune/regrow choice is made on the host
 // from the downloaded tail (OutputLayerGpu::rewire_tail; gradient regrowth recomputes the last
 // batch's tail logits after the update, where the CPU uses those of the step).
+//
+// Several GPUs (`--gpus N`, issue 9): the same loop label-sharded over N GPUs of this process
+// through NCCL (src/cuda/trainer_multi_gpu.cpp), TrainConfig::shards = N. On the CPU,
+// TrainConfig::shards > 1 runs the in-process shards (the one-GPU loop does not shard).
 #pragma once
 
 #include <functional>
@@ -30,10 +34,16 @@ TrainDevice parse_train_device(const std::string& name);  // "cpu", "cuda" or "a
 std::string gpu_training_unsupported(const Model& model, const TrainConfig& config);
 
 // Trains like trainer.fit, on the device `device` resolves to (printing the choice when `auto`
-// falls back). Throws for `cuda` when the GPU cannot run it, naming the reason.
+// falls back). Throws for `cuda` when the GPU cannot run it, naming the reason. `gpus` > 0
+// takes the NCCL path on that many GPUs (device must not be cpu; N = 1 is the NCCL path too).
 void fit_on_device(TrainDevice device, Trainer& trainer, Model& model, const Dataset& train,
-                   const Dataset* test,
-                   const std::function<void(const EpochReport&)>& on_epoch_end);
+                   const Dataset* test, const std::function<void(const EpochReport&)>& on_epoch_end,
+                   int gpus = 0);
+
+// The label-sharded loop over GPUs 0..gpus-1 (src/cuda/trainer_multi_gpu.cpp); a build without
+// CUDA throws.
+void fit_on_gpus(Trainer& trainer, Model& model, const Dataset& train, const Dataset* test,
+                 int gpus, const std::function<void(const EpochReport&)>& on_epoch_end);
 
 // The GPU loop (src/cuda/trainer_gpu.cpp); a build without CUDA throws.
 void fit_on_gpu(Trainer& trainer, Model& model, const Dataset& train, const Dataset* test,

@@ -28,4 +28,9 @@ void fit_on_gpu(Trainer&, Model&, const Dataset&, const Dataset*,
   fail("train: this build of haste has no CUDA backend");
 }
 
+void fit_on_gpus(Trainer&, Model&, const Dataset&, const Dataset*, int,
+                 const std::function<void(const EpochReport&)>&) {
+  fail("train: this build of haste has no CUDA backend");
+}
+
 }  // namespace haste

@@ -70,6 +70,14 @@ UploadOptions UploadOptions::of(const Model& model) {
   return options;
 }
 
+UploadOptions UploadOptions::of(const Model& model, const shard::LabelShard& shard) {
+  UploadOptions options = of(model);
+  for (int32_t& id : options.original_to_model) {
+    id = shard::shard_label(shard, id, model.shape().head_labels, model.shape().group_size);
+  }
+  return options;
+}
+
 BatchUploader::BatchUploader(UploadOptions options) : options_(std::move(options)) {
   HASTE_CUDA_CHECK(cudaStreamCreateWithFlags(&copy_stream_, cudaStreamNonBlocking));
   for (Slot& slot : slots_) {
@@ -184,7 +192,8 @@ void BatchUploader::stage(const InputRows& inputs, const CsrMatrix* labels) {
       int32_t* last = first;
       if (b < rows) {
         for (int32_t label : labels->row_indices(inputs.rows[b])) {
-          *last++ = map.empty() ? label : map[label];
+          const int32_t id = map.empty() ? label : map[label];
+          if (id >= 0) *last++ = id;
         }
         std::sort(first, last);
       }
@@ -192,7 +201,7 @@ void BatchUploader::stage(const InputRows& inputs, const CsrMatrix* labels) {
     }
     batch.label_indptr = at<int64_t>(slot.device, layout.label_indptr);
     batch.label_indices = at<int32_t>(slot.device, layout.label_indices);
-    batch.label_nnz = label_nnz;
+    batch.label_nnz = indptr[B];
     batch.label_cols = labels->cols;
   }
 

@@ -28,16 +28,16 @@ class EventTimer {
     cudaEventDestroy(start_);
     cudaEventDestroy(stop_);
   }
-  // Warm-up, then `runs` timed calls of `work` (enqueued on the default stream), each between
-  // two events.
-  Timing time(int runs, const std::function<void()>& work) {
+  // Warm-up, then `runs` timed calls of `work` (enqueued on `stream`, the default stream unless
+  // given), each between two events.
+  Timing time(int runs, const std::function<void()>& work, cudaStream_t stream = nullptr) {
     for (int i = 0; i < 3; ++i) work();
     HASTE_CUDA_CHECK(cudaDeviceSynchronize());
     std::vector<double> ms;
     for (int i = 0; i < runs; ++i) {
-      HASTE_CUDA_CHECK(cudaEventRecord(start_));
+      HASTE_CUDA_CHECK(cudaEventRecord(start_, stream));
       work();
-      HASTE_CUDA_CHECK(cudaEventRecord(stop_));
+      HASTE_CUDA_CHECK(cudaEventRecord(stop_, stream));
       HASTE_CUDA_CHECK(cudaEventSynchronize(stop_));
       float elapsed = 0;
       HASTE_CUDA_CHECK(cudaEventElapsedTime(&elapsed, start_, stop_));

@@ -169,7 +169,8 @@ void OptimizerGpu::remap_tail_slots(const GroupSharedShape& shape, const int32_t
   }
 }
 
-void OptimizerGpu::copy_state(Optimizer& cpu, cudaMemcpyKind direction) const {
+void OptimizerGpu::copy_state(Optimizer& cpu, cudaMemcpyKind direction,
+                              const FirstRow& first_row) const {
   check(cpu.config().kind == config_.kind,
         "GPU optimizer: the CPU optimizer is {}, this one {}: state cannot move",
         to_string(cpu.config().kind), to_string(config_.kind));
@@ -180,12 +181,21 @@ void OptimizerGpu::copy_state(Optimizer& cpu, cudaMemcpyKind direction) const {
          {std::pair{first, &s.first}, std::pair{std::string("adam.v."), &s.second}}) {
       if (buffer->size() == 0) continue;
       NamedTensor<float>* tensor = find_state(tensors, prefix + s.name);
-      check(tensor != nullptr && tensor->shape == s.shape,
-            "GPU optimizer: the CPU optimizer has no state '{}' of the registered shape",
-            prefix + s.name);
+      const int64_t row = first_row ? first_row(s.name) : 0;
+      const bool fits = tensor != nullptr &&
+                        (first_row ? !s.shape.empty() && tensor->shape.size() == s.shape.size() &&
+                                         std::equal(s.shape.begin() + 1, s.shape.end(),
+                                                    tensor->shape.begin() + 1) &&
+                                         row >= 0 && row + s.shape[0] <= tensor->shape[0]
+                                   : tensor->shape == s.shape);
+      check(fits,
+            "GPU optimizer: the CPU optimizer has no state '{}' holding the registered shape "
+            "from row {}",
+            prefix + s.name, row);
       // The device side is written only by upload(), which is not const.
       auto* device = const_cast<float*>(buffer->data());
-      float* host = tensor->data.data();
+      const int64_t row_size = s.shape.empty() || s.shape[0] == 0 ? 0 : s.numel / s.shape[0];
+      float* host = tensor->data.data() + row * row_size;
       const bool to_device = direction == cudaMemcpyHostToDevice;
       HASTE_CUDA_CHECK(cudaMemcpy(to_device ? static_cast<void*>(device) : host,
                                   to_device ? static_cast<const void*>(host) : device,
@@ -194,13 +204,13 @@ void OptimizerGpu::copy_state(Optimizer& cpu, cudaMemcpyKind direction) const {
   }
 }
 
-void OptimizerGpu::upload(Optimizer& cpu) {
-  copy_state(cpu, cudaMemcpyHostToDevice);
+void OptimizerGpu::upload(Optimizer& cpu, const FirstRow& first_row) {
+  copy_state(cpu, cudaMemcpyHostToDevice, first_row);
   step_ = cpu.steps_taken();
 }
 
-void OptimizerGpu::download(Optimizer& cpu) const {
-  copy_state(cpu, cudaMemcpyDeviceToHost);
+void OptimizerGpu::download(Optimizer& cpu, const FirstRow& first_row) const {
+  copy_state(cpu, cudaMemcpyDeviceToHost, first_row);
   cpu.set_steps_taken(step_);
 }
 

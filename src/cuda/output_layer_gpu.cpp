@@ -93,6 +93,18 @@ OutputLayerShape OutputLayerShape::of(const Model& model) {
           .private_features = model.config().private_features};
 }
 
+OutputLayerShape OutputLayerShape::of(const Model& model, const shard::LabelShard& shard) {
+  return of(model).part(shard);
+}
+
+OutputLayerShape OutputLayerShape::part(const shard::LabelShard& shard) const {
+  OutputLayerShape shape = *this;
+  shape.H = shard.head_labels();
+  shape.L_tail = std::clamp<int64_t>(L_tail - shard.group_begin * g, 0, shard.groups() * g);
+  shape.G = shard.groups();
+  return shape;
+}
+
 OutputLayerShape OutputLayerShape::haste(int64_t d, int64_t L, int64_t H, int64_t g, int64_t k) {
   check(d > 0 && L > 0 && H >= 0 && g >= 1,
         "output layer: bad shape d = {}, L = {}, H = {}, g = {}", d, L, H, g);
@@ -243,33 +255,67 @@ OutputLayerGpu& OutputLayerGpu::operator=(OutputLayerGpu&&) noexcept = default;
 OutputLayerGpu::~OutputLayerGpu() = default;
 
 void OutputLayerGpu::upload(const Model& model) {
+  upload(model, {0, model.shape().head_labels, 0, model.shape().groups});
+}
+
+void OutputLayerGpu::download(Model& model) const {
+  download(model, {0, model.shape().head_labels, 0, model.shape().groups});
+}
+
+namespace {
+
+// The rows of a host tensor `values` of the model that `shard` owns.
+template <typename T>
+std::span<T> shard_rows(std::span<T> values, const std::vector<int64_t>& shape,
+                        const shard::LabelShard& shard, std::string_view name, int64_t g) {
+  const auto rows = shard::label_rows(shard, name, g);
+  const int64_t row_size = shape.size() > 1 ? shape[1] : 1;
+  return values.subspan(static_cast<size_t>(rows->first * row_size),
+                        static_cast<size_t>((rows->second - rows->first) * row_size));
+}
+
+}  // namespace
+
+void OutputLayerGpu::upload(const Model& model, const shard::LabelShard& shard) {
   Impl& m = *impl_;
-  const OutputLayerShape s = OutputLayerShape::of(model);
+  const OutputLayerShape s = OutputLayerShape::of(model, shard);
   check(s.d == m.shape.d && s.H == m.shape.H && s.G == m.shape.G && s.g == m.shape.g &&
             s.k == m.shape.k && s.private_features == m.shape.private_features,
         "GPU output layer: the model's output layer (d = {}, H = {}, G = {}, g = {}, k = {}) "
         "differs from this one (d = {}, H = {}, G = {}, g = {}, k = {})",
         s.d, s.H, s.G, s.g, s.k, m.shape.d, m.shape.H, m.shape.G, m.shape.g, m.shape.k);
   for (const NamedTensor<const float>& t : model.float_tensors()) {
-    if (t.name == "head.weight") copy_to_device<bf16>(m.head_w.data(), to_bf16(t.data));
-    if (t.name == "head.bias") copy_to_device(m.head_b.data(), t.data);
-    if (t.name == "tail.weight") copy_to_device<bf16>(m.tail_w.data(), to_bf16(t.data));
-    if (t.name == "tail.bias") copy_to_device(m.tail_b.data(), t.data);
+    if (!t.name.starts_with("head.") && !t.name.starts_with("tail.")) continue;
+    const std::span<const float> rows = shard_rows(t.data, t.shape, shard, t.name, s.g);
+    if (t.name == "head.weight") copy_to_device<bf16>(m.head_w.data(), to_bf16(rows));
+    if (t.name == "head.bias") copy_to_device(m.head_b.data(), rows);
+    if (t.name == "tail.weight") copy_to_device<bf16>(m.tail_w.data(), to_bf16(rows));
+    if (t.name == "tail.bias") copy_to_device(m.tail_b.data(), rows);
   }
   for (const NamedTensor<const int32_t>& t : model.int_tensors()) {
-    if (t.name == "tail.indices") copy_to_device(m.indices.data(), t.data);
+    if (t.name == "tail.indices") {
+      copy_to_device(m.indices.data(), shard_rows(t.data, t.shape, shard, t.name, s.g));
+    }
   }
 }
 
-void OutputLayerGpu::download(Model& model) const {
+void OutputLayerGpu::download(Model& model, const shard::LabelShard& shard) const {
   const Impl& m = *impl_;
+  const int64_t g = m.shape.g;
   for (const Parameter& p : model.parameters()) {
-    if (p.name == "head.weight") copy_weights_to_host(p.value, m.head_w);
-    if (p.name == "head.bias") copy_to_host(p.value, m.head_b.data());
-    if (p.name == "tail.weight") copy_weights_to_host(p.value, m.tail_w);
-    if (p.name == "tail.bias") copy_to_host(p.value, m.tail_b.data());
+    if (!p.name.starts_with("head.") && !p.name.starts_with("tail.")) continue;
+    const std::span<float> rows = shard_rows(p.value, p.shape, shard, p.name, g);
+    if (p.name == "head.weight") copy_weights_to_host(rows, m.head_w);
+    if (p.name == "head.bias") copy_to_host(rows, m.head_b.data());
+    if (p.name == "tail.weight") copy_weights_to_host(rows, m.tail_w);
+    if (p.name == "tail.bias") copy_to_host(rows, m.tail_b.data());
   }
-  if (m.shape.G > 0) copy_to_host<int32_t>(model.tail().indices, m.indices.data());
+  if (m.shape.G > 0) {
+    const GroupSharedShape tail = model.tail_shape();
+    copy_to_host<int32_t>(shard_rows(std::span<int32_t>(model.tail().indices), {tail.G, tail.k},
+                                     shard, "tail.indices", g),
+                          m.indices.data());
+  }
 }
 
 void OutputLayerGpu::randomize(uint64_t seed) {

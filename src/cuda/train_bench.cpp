@@ -1,11 +1,17 @@
 // `haste bench train` on the GPU (include/haste/train_bench.hpp): one output layer, random
-// weights and inputs made on the device, the whole step timed with CUDA events.
+// weights and inputs made on the device, the whole step timed with CUDA events; or the layer
+// label-sharded over several GPUs (TrainBenchCase::gpus), one thread and NCCL rank per GPU,
+// the step including the all-reduce of dh.
 #include <algorithm>
 #include <haste/cuda/cuda_check.hpp>
 #include <haste/cuda/device_buffer.hpp>
+#include <haste/cuda/nccl_communicator.hpp>
 #include <haste/cuda/output_layer_gpu.hpp>
+#include <haste/shard/label_shards.hpp>
 #include <haste/train_bench.hpp>
+#include <numeric>
 #include <random>
+#include <thread>
 
 #include "cuda/event_timer.hpp"
 #include "cuda/output_layer_launch.hpp"
@@ -40,54 +46,165 @@ int64_t device_free_bytes() {
   return static_cast<int64_t>(free);
 }
 
+// One GPU's layer (the whole layer, or one label shard of it) with its synthetic batch.
+struct BenchLayer {
+  cuda::OutputLayerGpu layer;
+  DeviceBuffer<bf16> hT;
+  DeviceBuffer<float> dhT;
+  DeviceBuffer<int64_t> indptr;
+  DeviceBuffer<int32_t> indices;
+  DeviceBuffer<double> loss;
+  cuda::LabelTargetsDevice targets;
+  int64_t B;
+  double lr;
+
+  // `targets` are in this layer's label ids; h is the same on every GPU (seeded alike).
+  BenchLayer(const cuda::OutputLayerShape& shape, const TrainBenchCase& c,
+             const TrainBenchOptions& options, const CsrMatrix& batch_targets, uint64_t seed)
+      : layer(shape, options.optimizer, c.B, seed),
+        hT(c.d * c.B),
+        dhT(c.d * c.B),
+        indptr(batch_targets.indptr),
+        indices(batch_targets.indices.empty() ? std::vector<int32_t>{0} : batch_targets.indices),
+        loss(1),
+        targets{indptr.data(), indices.data(), nullptr, batch_targets.nnz()},
+        B(c.B),
+        lr(options.optimizer.lr) {
+    layer.randomize(seed);
+    HASTE_CUDA_CHECK(
+        cuda::launch_fill_uniform(hT.data(), c.d * c.B, c.B, c.d, 1.f, options.seed + 7, nullptr));
+    HASTE_CUDA_CHECK(cudaDeviceSynchronize());
+  }
+
+  void forward_backward(cudaStream_t stream) {
+    HASTE_CUDA_CHECK(cudaMemsetAsync(loss.data(), 0, sizeof(double), stream));
+    HASTE_CUDA_CHECK(cudaMemsetAsync(dhT.data(), 0, dhT.size() * sizeof(float), stream));
+    layer.forward_backward(B, hT.data(), targets, dhT.data(), loss.data(), stream);
+  }
+  void update(cudaStream_t stream) { layer.update(lr, stream); }
+};
+
+// Fills the timings and memory of `result` from GPU 0's layer and timer runs.
+void record(TrainBenchResult& result, const cuda::Timing& step, double forward_backward_ms,
+            double update_ms, int64_t peak, const BenchLayer& bench) {
+  result.peak_mem_bytes = peak;
+  result.median_ms = step.median_ms;
+  result.p10_ms = step.p10_ms;
+  result.p90_ms = step.p90_ms;
+  result.runs = step.runs;
+  result.forward_backward_ms = forward_backward_ms;
+  result.update_ms = update_ms;
+  result.loss = bench.loss.download()[0];
+  const cuda::OutputLayerMemory memory = bench.layer.memory();
+  result.output_layer_bytes = memory.output_layer_bytes();
+  result.memory_parts = memory.parts();
+}
+
+cuda::OutputLayerShape layer_shape(TrainBenchResult& result) {
+  const TrainBenchCase& c = result.bench_case;
+  check(c.impl == "haste" || c.impl == "dense", "bench train: impl '{}' is not haste or dense",
+        c.impl);
+  const cuda::OutputLayerShape shape = c.impl == "dense"
+                                           ? cuda::OutputLayerShape::dense(c.d, c.L)
+                                           : cuda::OutputLayerShape::haste(c.d, c.L, c.H, c.g, c.k);
+  result.bench_case.H = shape.H;
+  return shape;
+}
+
+void run_one_gpu(TrainBenchResult& result, const TrainBenchOptions& options) {
+  const TrainBenchCase& c = result.bench_case;
+  const cuda::OutputLayerShape shape = layer_shape(result);
+  const int64_t free_before = device_free_bytes();
+  BenchLayer bench(shape, c, options, random_targets(c.B, c.L, options.positives, options.seed),
+                   options.seed);
+  cuda::EventTimer timer;
+  const cuda::Timing timing = timer.time(options.runs, [&] {
+    bench.forward_backward(nullptr);
+    bench.update(nullptr);
+  });
+  const double fb = timer.time(options.runs, [&] { bench.forward_backward(nullptr); }).median_ms;
+  const double update = timer.time(options.runs, [&] { bench.update(nullptr); }).median_ms;
+  // Every allocation is made before or in the first step, so what is in use now is the peak.
+  record(result, timing, fb, update, free_before - device_free_bytes(), bench);
+}
+
+// The batch's targets (model ids of the whole layer) in `shard`'s label ids, others left out.
+CsrMatrix shard_targets(const CsrMatrix& targets, const cuda::OutputLayerShape& whole,
+                        const shard::LabelShard& shard) {
+  CsrMatrix out;
+  out.cols = shard.head_labels() + shard.groups() * whole.g;
+  std::vector<int32_t> row;
+  for (int64_t b = 0; b < targets.rows; ++b) {
+    row.clear();
+    for (int32_t id : targets.row_indices(b)) {
+      const int32_t mine = shard::shard_label(shard, id, whole.H, whole.g);
+      if (mine >= 0) row.push_back(mine);
+    }
+    out.append_row(row, {});
+  }
+  return out;
+}
+
+void run_sharded(TrainBenchResult& result, const TrainBenchOptions& options) {
+  const TrainBenchCase& c = result.bench_case;
+  const cuda::OutputLayerShape whole = layer_shape(result);
+  std::vector<int> devices(c.gpus);
+  std::iota(devices.begin(), devices.end(), 0);
+  auto comms = cuda::NcclCommunicator::for_devices(devices);
+  const std::vector<shard::LabelShard> shards = shard::split_labels(whole.H, whole.G, c.gpus);
+  const CsrMatrix targets = random_targets(c.B, c.L, options.positives, options.seed);
+  std::vector<std::exception_ptr> failures(c.gpus);
+  std::vector<std::thread> threads;
+  for (int r = 0; r < c.gpus; ++r) {
+    threads.emplace_back([&, r] {
+      cuda::NcclCommunicator& comm = *comms[r];
+      try {
+        HASTE_CUDA_CHECK(cudaSetDevice(comm.device()));
+        const int64_t free_before = device_free_bytes();
+        BenchLayer bench(whole.part(shards[r]), c, options,
+                         shard_targets(targets, whole, shards[r]), options.seed + r);
+        const cudaStream_t stream = comm.stream();
+        auto forward_backward = [&] {
+          bench.forward_backward(stream);
+          comm.all_reduce(std::span<float>(bench.dhT.data(), bench.dhT.size()));
+        };
+        cuda::EventTimer timer;
+        const cuda::Timing timing = timer.time(
+            options.runs,
+            [&] {
+              forward_backward();
+              bench.update(stream);
+            },
+            stream);
+        const double fb = timer.time(options.runs, forward_backward, stream).median_ms;
+        const double update = timer
+                                  .time(
+                                      options.runs, [&] { bench.update(stream); }, stream)
+                                  .median_ms;
+        if (r == 0) record(result, timing, fb, update, free_before - device_free_bytes(), bench);
+      } catch (...) {
+        failures[r] = std::current_exception();
+        for (auto& other : comms) other->abort();
+      }
+    });
+  }
+  for (std::thread& thread : threads) thread.join();
+  for (const std::exception_ptr& failure : failures) {
+    if (failure) std::rethrow_exception(failure);
+  }
+}
+
 }  // namespace
 
 TrainBenchResult run_train_bench(const TrainBenchCase& c, const TrainBenchOptions& options) {
   TrainBenchResult result;
   result.bench_case = c;
   try {
-    check(c.impl == "haste" || c.impl == "dense", "bench train: impl '{}' is not haste or dense",
-          c.impl);
-    const cuda::OutputLayerShape shape =
-        c.impl == "dense" ? cuda::OutputLayerShape::dense(c.d, c.L)
-                          : cuda::OutputLayerShape::haste(c.d, c.L, c.H, c.g, c.k);
-    result.bench_case.H = shape.H;
-    const int64_t free_before = device_free_bytes();
-    cuda::OutputLayerGpu layer(shape, options.optimizer, c.B, options.seed);
-    layer.randomize(options.seed);
-    DeviceBuffer<bf16> hT(c.d * c.B);
-    HASTE_CUDA_CHECK(
-        cuda::launch_fill_uniform(hT.data(), c.d * c.B, c.B, c.d, 1.f, options.seed + 7, nullptr));
-    DeviceBuffer<float> dhT(c.d * c.B);
-    const CsrMatrix targets = random_targets(c.B, c.L, options.positives, options.seed);
-    DeviceBuffer<int64_t> indptr(targets.indptr);
-    DeviceBuffer<int32_t> indices(targets.indices);
-    DeviceBuffer<double> loss(1);
-    const cuda::LabelTargetsDevice device_targets{indptr.data(), indices.data(), nullptr,
-                                                  targets.nnz()};
-    auto forward_backward = [&] {
-      HASTE_CUDA_CHECK(cudaMemsetAsync(loss.data(), 0, sizeof(double)));
-      HASTE_CUDA_CHECK(cudaMemsetAsync(dhT.data(), 0, dhT.size() * sizeof(float)));
-      layer.forward_backward(c.B, hT.data(), device_targets, dhT.data(), loss.data(), nullptr);
-    };
-    auto update = [&] { layer.update(options.optimizer.lr, nullptr); };
-    cuda::EventTimer timer;
-    const cuda::Timing timing = timer.time(options.runs, [&] {
-      forward_backward();
-      update();
-    });
-    result.forward_backward_ms = timer.time(options.runs, forward_backward).median_ms;
-    result.update_ms = timer.time(options.runs, update).median_ms;
-    // Every allocation is made before or in the first step, so what is in use now is the peak.
-    result.peak_mem_bytes = free_before - device_free_bytes();
-    result.median_ms = timing.median_ms;
-    result.p10_ms = timing.p10_ms;
-    result.p90_ms = timing.p90_ms;
-    result.runs = timing.runs;
-    result.loss = loss.download()[0];
-    const cuda::OutputLayerMemory memory = layer.memory();
-    result.output_layer_bytes = memory.output_layer_bytes();
-    result.memory_parts = memory.parts();
+    if (c.gpus > 0) {
+      run_sharded(result, options);
+    } else {
+      run_one_gpu(result, options);
+    }
   } catch (const std::exception& e) {
     result.error = e.what();
     cudaGetLastError();  // a failed allocation leaves no sticky error; clear any other

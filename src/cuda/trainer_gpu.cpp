@@ -25,43 +25,15 @@
 #include <numeric>
 #include <optional>
 
+#include "cuda/gpu_train_loop.hpp"
+
 namespace haste {
+
+using cuda::kProgressSteps;
+using cuda::kRowMultiple;
+using cuda::seconds_since;
+
 namespace {
-
-constexpr int64_t kRowMultiple = 16;    // the tail kernels' batch multiple
-constexpr int64_t kProgressSteps = 50;  // steps between progress lines (each syncs the device)
-
-double seconds_since(std::chrono::steady_clock::time_point start) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-}
-
-// The encoder's parameters with their optimizer handles.
-struct EncoderUpdate {
-  cuda::OptimizerGpu optimizer;
-  std::vector<int> handles;
-
-  EncoderUpdate(const OptimizerConfig& config, uint64_t seed, cuda::EncoderGpu& encoder)
-      : optimizer(config, seed) {
-    for (const cuda::DeviceParameter& p : encoder.parameters()) {
-      handles.push_back(optimizer.add(p.name, p.shape));
-    }
-  }
-
-  void step(double lr, cuda::EncoderGpu& encoder, cudaStream_t stream) {
-    optimizer.begin_step(lr);
-    std::vector<cuda::DeviceParameter> parameters = encoder.parameters();
-    for (size_t i = 0; i < parameters.size(); ++i) {
-      const cuda::DeviceParameter& p = parameters[i];
-      if (p.row_sparse) {
-        optimizer.update_rows(handles[i], p.value, encoder.sparse_weight_grad(),
-                              encoder.touched_rows(), encoder.touched_count(),
-                              encoder.max_touched_rows(), stream);
-      } else {
-        optimizer.update(handles[i], p.value, p.grad, stream);
-      }
-    }
-  }
-};
 
 // Ranks datasets on the device as Model::predict does on the host (original label ids, best
 // first, logits as scores): batches of the training batch size through the encoder (no
@@ -175,7 +147,7 @@ void fit_on_gpu(Trainer& trainer, Model& model, const Dataset& train, const Data
   cuda::EncoderGpu encoder = cuda::EncoderGpu::from_model(model, max_batch);
   cuda::OutputLayerGpu output =
       cuda::OutputLayerGpu::from_model(model, config.optimizer, max_batch, config.seed);
-  EncoderUpdate encoder_update(config.optimizer, config.seed + 1, encoder);
+  cuda::EncoderUpdate encoder_update(config.optimizer, config.seed + 1, encoder);
   encoder_update.optimizer.upload(trainer.optimizer());
   output.optimizer().upload(trainer.optimizer());
   fmt::print("GPU output layer:");
@@ -195,10 +167,7 @@ void fit_on_gpu(Trainer& trainer, Model& model, const Dataset& train, const Data
     EpochReport report;
     report.epoch = epoch + 1;
     const std::vector<int64_t> order = epoch_order(N, config.seed, epoch);
-    auto rows_of = [&](int64_t batch) {
-      const int64_t first = batch * config.batch_size;
-      return std::span<const int64_t>(order.data() + first, std::min(config.batch_size, N - first));
-    };
+    auto rows_of = [&](int64_t batch) { return cuda::batch_rows(order, batch, config.batch_size); };
     Progress progress(fmt::format("epoch {}/{}", epoch + 1, config.epochs), config.show_progress);
     const auto start = std::chrono::steady_clock::now();
     HASTE_CUDA_CHECK(cudaMemsetAsync(loss.data(), 0, sizeof(double), stream));

@@ -10,7 +10,7 @@
 #include "data/random.hpp"
 #include "model/encoder.hpp"
 #include "model/output_layer.hpp"
-#include "model/top_k_select.hpp"
+#include "model/output_shards.hpp"
 
 namespace haste {
 
@@ -21,6 +21,7 @@ struct Model::Impl {
         encoder(shape.sparse_input, shape.input_dim, config.hidden, config.activation,
                 config.normalize_input),
         output(shape, config.hidden.back(), config.private_features),
+        shards(output, 1),
         model_to_original(shape.num_labels) {}
 
   // original_to_model from model_to_original, checking that the latter is a permutation.
@@ -73,7 +74,7 @@ struct Model::Impl {
       for (int64_t i = 0; i < B * d; ++i) h[i] *= mask[i];
     }
     dh.resize(B * d);
-    const double loss = output.forward_backward(B, h, targets, dh);
+    const double loss = shards.forward_backward(output, B, h, targets, dh);
     if (p > 0) {
       for (int64_t i = 0; i < B * d; ++i) dh[i] *= mask[i];
     }
@@ -85,6 +86,7 @@ struct Model::Impl {
   ModelShape shape;
   model::Encoder encoder;
   model::OutputLayer output;
+  model::OutputShards shards;  // how the output layer's labels are split (1: not at all)
   std::vector<int32_t> model_to_original;  // [L]
   std::vector<int32_t> original_to_model;  // [L], derived
   model::EncoderActivations activations;   // of the last training batch
@@ -245,31 +247,25 @@ double Model::compute_gradients(const Dataset& data, std::span<const int64_t> ro
 Rankings Model::predict(const InputRows& inputs, int k) const {
   check(k >= 1, "predict: k = {} must be at least 1", k);
   const ModelShape& s = impl_->shape;
-  const int64_t H = s.head_labels, L_tail = s.tail_labels(), slots = s.tail_slots();
+  const int64_t H = s.head_labels, slots = s.tail_slots();
   // Rows per chunk: the chunk's logits stay within ~64 MB whatever L is.
   const int64_t chunk =
       std::clamp<int64_t>((int64_t{1} << 24) / std::max<int64_t>(1, H + slots), 1, 256);
   model::EncoderActivations activations;  // local: a const model serves several threads
   Rankings rankings;
   rankings.cols = s.num_labels;
-  std::vector<float> head_z, tail_z;
-  std::vector<std::vector<int32_t>> best(chunk);
-  std::vector<std::vector<float>> best_scores(chunk);
+  std::vector<std::vector<int32_t>> best;
+  std::vector<std::vector<float>> best_scores;
   for (int64_t first = 0; first < inputs.size(); first += chunk) {
     const int64_t B = std::min(chunk, inputs.size() - first);
     InputRows part = inputs;
     part.rows = inputs.rows.subspan(first, B);
     std::span<const float> h = impl_->encoder.forward(part, activations);
-    impl_->output.logits(B, h, head_z, tail_z);
-#pragma omp parallel for schedule(static)
+    impl_->shards.top_k(impl_->output, B, h, k, best, best_scores);
     for (int64_t b = 0; b < B; ++b) {
-      model::TopKSelect select(k);
-      select.scan(std::span<const float>(head_z.data() + b * H, H), 0);
-      select.scan(std::span<const float>(tail_z.data() + b * slots, L_tail), H);
-      select.take(best[b], best_scores[b]);
       for (int32_t& label : best[b]) label = impl_->model_to_original[label];
+      rankings.append_row(best[b], best_scores[b]);
     }
-    for (int64_t b = 0; b < B; ++b) rankings.append_row(best[b], best_scores[b]);
   }
   return rankings;
 }
@@ -321,6 +317,12 @@ std::vector<NamedTensor<const int32_t>> Model::int_tensors() const {
   out.push_back({"labels.model_to_original", {impl_->shape.num_labels}, impl_->model_to_original});
   return out;
 }
+
+void Model::set_label_shards(int shards) {
+  impl_->shards = model::OutputShards(impl_->output, shards);
+}
+
+int Model::label_shards() const { return impl_->shards.size(); }
 
 std::span<const int32_t> Model::touched_rows() const { return impl_->encoder.touched_rows(); }
 GroupSharedShape Model::tail_shape() const { return impl_->output.tail.shape; }

@@ -75,58 +75,110 @@ std::span<const float> OutputLayer::tail_input(int64_t B, std::span<const float>
   return buffer;
 }
 
-void OutputLayer::logits(int64_t B, std::span<const float> h, std::vector<float>& head_z,
-                         std::vector<float>& tail_z) const {
-  head_z.resize(B * H_);
-  for (int64_t b = 0; b < B; ++b) std::copy(head_bias.begin(), head_bias.end(), &head_z[b * H_]);
-  blas::gemm(Op::none, Op::transpose, B, H_, d_head_, 1.0f, h.data() + head_offset_, d_,
-             head_weight.data(), d_head_, 1.0f, head_z.data(), H_);
-  tail_z.resize(B * tail.shape.labels());
-  if (tail.shape.G == 0) return;
-  std::vector<float> buffer;
-  TailPass::logits(tail, B, tail_input(B, h, buffer), tail_z);
+GroupSharedView<float> OutputLayer::tail_view(const shard::LabelShard& shard) const {
+  const GroupSharedShape& s = tail.shape;
+  const auto G = static_cast<size_t>(shard.groups()), g = static_cast<size_t>(s.g),
+             k = static_cast<size_t>(s.k), first = static_cast<size_t>(shard.group_begin);
+  return {{s.d, shard.groups(), s.g, s.k},
+          std::span<const int32_t>(tail.indices).subspan(first * k, G * k),
+          std::span<const float>(tail.weights).subspan(first * g * k, G * g * k),
+          std::span<const float>(tail.bias).subspan(first * g, G * g)};
 }
 
-double OutputLayer::forward_backward(int64_t B, std::span<const float> h, const CsrMatrix& targets,
+int64_t OutputLayer::real_tail_labels(const shard::LabelShard& shard) const {
+  const int64_t g = tail.shape.g;
+  return std::clamp<int64_t>(L_tail_ - shard.group_begin * g, 0, shard.groups() * g);
+}
+
+void OutputLayer::logits(const shard::LabelShard& shard, int64_t B, std::span<const float> h,
+                         std::vector<float>& head_z, std::vector<float>& tail_z) const {
+  const int64_t Hs = shard.head_labels();
+  const float* bias = head_bias.data() + shard.head_begin;
+  head_z.resize(B * Hs);
+  for (int64_t b = 0; b < B; ++b) std::copy_n(bias, Hs, head_z.data() + b * Hs);
+  blas::gemm(Op::none, Op::transpose, B, Hs, d_head_, 1.0f, h.data() + head_offset_, d_,
+             head_weight.data() + shard.head_begin * d_head_, d_head_, 1.0f, head_z.data(), Hs);
+  tail_z.resize(B * shard.groups() * tail.shape.g);
+  if (shard.groups() == 0) return;
+  std::vector<float> buffer;
+  TailPass::logits(tail_view(shard), B, tail_input(B, h, buffer), tail_z);
+}
+
+void OutputLayer::begin_batch(int64_t B, std::span<const float> h) {
+  last_B_ = B;
+  if (tail.shape.G == 0) return;
+  tail_dz_.resize(B * tail.shape.labels());
+  last_tail_h_ = tail_input(B, h, tail_h_);
+}
+
+double OutputLayer::forward_backward(const shard::LabelShard& shard, Workspace& work, int64_t B,
+                                     std::span<const float> h, const CsrMatrix& targets,
                                      std::span<float> dh) {
-  // Head: z = h_head W^T + b, turned in place into dz = (sigmoid(z) - y) / B; then
-  // dW = dz^T h_head, db = column sums, dh_head = dz W.
-  head_dz_.resize(B * H_);
-  for (int64_t b = 0; b < B; ++b) std::copy(head_bias.begin(), head_bias.end(), &head_dz_[b * H_]);
-  blas::gemm(Op::none, Op::transpose, B, H_, d_head_, 1.0f, h.data() + head_offset_, d_,
-             head_weight.data(), d_head_, 1.0f, head_dz_.data(), H_);
-  head_positives_.clear();
+  check(last_B_ == B, "output layer: begin_batch({}) was not called for this batch of {} rows",
+        last_B_, B);
+  const double loss = head_forward_backward(shard, work, B, h, targets, dh);
+  if (shard.groups() == 0) return loss;
+  return loss + tail_forward_backward(shard, work, B, targets, dh);
+}
+
+double OutputLayer::head_forward_backward(const shard::LabelShard& shard, Workspace& work,
+                                          int64_t B, std::span<const float> h,
+                                          const CsrMatrix& targets, std::span<float> dh) {
+  // z = h_head W^T + b, turned in place into dz = (sigmoid(z) - y) / B; then dW = dz^T h_head,
+  // db = column sums, dh_head = dz W; all over the shard's head rows.
+  const int64_t Hs = shard.head_labels(), first = shard.head_begin;
+  std::fill(dh.begin(), dh.end(), 0.0f);  // the shard's share of dh starts here
+  if (Hs == 0) return 0.0;                // (BLAS rejects the empty products' strides)
+  const float* weight = head_weight.data() + first * d_head_;
+  std::vector<float>& dz = work.head_dz;
+  dz.resize(B * Hs);
+  for (int64_t b = 0; b < B; ++b) std::copy_n(head_bias.data() + first, Hs, &dz[b * Hs]);
+  blas::gemm(Op::none, Op::transpose, B, Hs, d_head_, 1.0f, h.data() + head_offset_, d_, weight,
+             d_head_, 1.0f, dz.data(), Hs);
+  work.head_positives.clear();
   for (int64_t b = 0; b < B; ++b) {
     for (int32_t label : targets.row_indices(b)) {
-      if (label < H_) head_positives_.push_back({static_cast<int32_t>(b), label});
+      if (label >= first && label < shard.head_end) {
+        work.head_positives.push_back(
+            {static_cast<int32_t>(b), static_cast<int32_t>(label - first)});
+      }
     }
   }
   const float scale = 1.0f / static_cast<float>(B);
-  double loss = bce_block_in_place(head_dz_.data(), B, H_, H_, H_, head_positives_, scale) /
-                static_cast<double>(B);
-  blas::gemm(Op::transpose, Op::none, H_, d_head_, B, 1.0f, head_dz_.data(), H_,
-             h.data() + head_offset_, d_, 0.0f, dhead_weight.data(), d_head_);
-  std::fill(dhead_bias.begin(), dhead_bias.end(), 0.0f);
-  for (int64_t b = 0; b < B; ++b) cpu::axpy(1.0f, &head_dz_[b * H_], dhead_bias.data(), H_);
-  std::fill(dh.begin(), dh.end(), 0.0f);
-  blas::gemm(Op::none, Op::none, B, d_head_, H_, 1.0f, head_dz_.data(), H_, head_weight.data(),
-             d_head_, 1.0f, dh.data() + head_offset_, d_);
+  const double loss = bce_block_in_place(dz.data(), B, Hs, Hs, Hs, work.head_positives, scale) /
+                      static_cast<double>(B);
+  blas::gemm(Op::transpose, Op::none, Hs, d_head_, B, 1.0f, dz.data(), Hs, h.data() + head_offset_,
+             d_, 0.0f, dhead_weight.data() + first * d_head_, d_head_);
+  float* db = dhead_bias.data() + first;
+  std::fill_n(db, Hs, 0.0f);
+  for (int64_t b = 0; b < B; ++b) cpu::axpy(1.0f, &dz[b * Hs], db, Hs);
+  blas::gemm(Op::none, Op::none, B, d_head_, Hs, 1.0f, dz.data(), Hs, weight, d_head_, 1.0f,
+             dh.data() + head_offset_, d_);
+  return loss;
+}
 
-  last_B_ = B;
-  if (tail.shape.G == 0) return loss;
-  // Tail, on its slice of h; padding slots get no loss or gradient.
-  tail_dz_.resize(B * tail.shape.labels());
-  last_tail_h_ = tail_input(B, h, tail_h_);
+double OutputLayer::tail_forward_backward(const shard::LabelShard& shard, Workspace& work,
+                                          int64_t B, const CsrMatrix& targets,
+                                          std::span<float> dh) {
+  // On the tail's slice of h; padding slots get no loss or gradient. The shard's dz goes to its
+  // columns of the whole tail's dz, so DST sees one [B, G*g] matrix however many shards ran.
+  const int64_t g = tail.shape.g, k = tail.shape.k, slots = tail.shape.labels();
+  const auto first_slot = static_cast<size_t>(shard.group_begin * g);
+  const auto shard_slots = static_cast<size_t>(shard.groups() * g);
   std::span<float> tail_dh = dh;
   if (d_tail_ != d_) {
-    tail_dh_.assign(B * d_tail_, 0.0f);
-    tail_dh = tail_dh_;
+    work.tail_dh.assign(B * d_tail_, 0.0f);
+    tail_dh = work.tail_dh;
   }
-  loss += tail_pass_.step(tail, B, last_tail_h_, targets, H_, L_tail_, dtail_weight, dtail_bias,
-                          tail_dh, tail_dz_);
+  const double loss =
+      work.tail_pass.step(tail_view(shard), B, last_tail_h_, targets,
+                          H_ + static_cast<int64_t>(first_slot), real_tail_labels(shard),
+                          std::span<float>(dtail_weight).subspan(first_slot * k, shard_slots * k),
+                          std::span<float>(dtail_bias).subspan(first_slot, shard_slots), tail_dh,
+                          std::span<float>(tail_dz_).subspan(first_slot), slots);
   if (d_tail_ != d_) {
     for (int64_t b = 0; b < B; ++b) {
-      cpu::axpy(1.0f, tail_dh_.data() + b * d_tail_, dh.data() + b * d_, d_tail_);
+      cpu::axpy(1.0f, work.tail_dh.data() + b * d_tail_, dh.data() + b * d_, d_tail_);
     }
   }
   return loss;

@@ -25,7 +25,7 @@ void gather_group(std::span<const float> h, int64_t B, int64_t d, const int32_t*
 }
 
 // Zg [B, g] (row stride ldz) = Hg Wg^T + bias.
-void group_logits(const GroupSharedParams<float>& tail, int64_t group, int64_t B, const float* hg,
+void group_logits(const GroupSharedView<float>& tail, int64_t group, int64_t B, const float* hg,
                   float* zg, int64_t ldz) {
   const int64_t g = tail.shape.g, k = tail.shape.k;
   const float* bias = tail.bias.data() + group * g;
@@ -58,7 +58,7 @@ double bce_block_in_place(float* z, int64_t rows, int64_t cols, int64_t ldz, int
   return loss;
 }
 
-void TailPass::logits(const GroupSharedParams<float>& tail, int64_t B, std::span<const float> h,
+void TailPass::logits(const GroupSharedView<float>& tail, int64_t B, std::span<const float> h,
                       std::span<float> z) {
   const GroupSharedShape& s = tail.shape;
 #pragma omp parallel
@@ -93,12 +93,12 @@ void TailPass::collect_positives(const CsrMatrix& targets, int64_t first_label, 
   });
 }
 
-double TailPass::step(const GroupSharedParams<float>& tail, int64_t B, std::span<const float> h,
+double TailPass::step(const GroupSharedView<float>& tail, int64_t B, std::span<const float> h,
                       const CsrMatrix& targets, int64_t first_label, int64_t real_labels,
                       std::span<float> dweights, std::span<float> dbias, std::span<float> dh,
-                      std::span<float> dz) {
+                      std::span<float> dz, int64_t ldz) {
   const GroupSharedShape& s = tail.shape;
-  const int64_t g = s.g, k = s.k, d = s.d, slots = s.labels();
+  const int64_t g = s.g, k = s.k, d = s.d;
   collect_positives(targets, first_label, real_labels, g, s.G);
   group_loss_.assign(s.G, 0.0);
   // One zeroed copy of dh per thread that may join (a team can be smaller than asked for).
@@ -131,7 +131,7 @@ double TailPass::step(const GroupSharedParams<float>& tail, int64_t B, std::span
                         k);
       for (int64_t b = 0; b < B; ++b) {
         cpu::scatter_add(dhg.data() + b * k, idx, my_dh.data() + b * d, k);
-        std::copy_n(zg.data() + b * g, g, dz.data() + b * slots + group * g);
+        std::copy_n(zg.data() + b * g, g, dz.data() + b * ldz + group * g);
       }
     }
     // Sum the threads' copies into dh: each thread owns a stretch of dh and adds the copies

@@ -33,18 +33,22 @@ double bce_block_in_place(float* z, int64_t rows, int64_t cols, int64_t ldz, int
 
 class TailPass {
  public:
+  // `tail` may be a stretch of a bigger tail's groups (a label shard's): every span below then
+  // covers that stretch only.
+  //
   // Logits of every tail slot: z [B, G*g] (padding slots included).
-  static void logits(const GroupSharedParams<float>& tail, int64_t B, std::span<const float> h,
+  static void logits(const GroupSharedView<float>& tail, int64_t B, std::span<const float> h,
                      std::span<float> z);
 
   // One training step of the tail: returns the loss (divided by B), overwrites dW and db,
-  // ADDS the tail's share into dh [B, d_tail], and writes dz [B, G*g] (kept for DST's
-  // gradient-based regrowth). `targets` has B rows in model label ids; tail slot s is model
-  // label first_label + s, and slots from real_labels on are padding.
-  double step(const GroupSharedParams<float>& tail, int64_t B, std::span<const float> h,
+  // ADDS the tail's share into dh [B, d_tail], and writes dz into the first G*g columns of each
+  // row of dz [B, ldz] (kept for DST's gradient-based regrowth; a shard writes its columns of
+  // the whole tail's dz). `targets` has B rows in model label ids; tail slot s is model label
+  // first_label + s, and slots from real_labels on are padding.
+  double step(const GroupSharedView<float>& tail, int64_t B, std::span<const float> h,
               const CsrMatrix& targets, int64_t first_label, int64_t real_labels,
               std::span<float> dweights, std::span<float> dbias, std::span<float> dh,
-              std::span<float> dz);
+              std::span<float> dz, int64_t ldz);
 
  private:
   // The batch's positives of every group, as (row, column within group), grouped by group.

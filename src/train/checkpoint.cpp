@@ -1,24 +1,59 @@
+// Reading checkpoints, whole or label-sharded (see include/haste/checkpoint.hpp).
 #include <algorithm>
+#include <fstream>
 #include <haste/checkpoint.hpp>
 #include <haste/error.hpp>
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "train/checkpoint_format.hpp"
+
 namespace haste {
 namespace fs = std::filesystem;
+using namespace checkpoint_format;
 
 namespace {
 
 using Json = nlohmann::json;
 
-constexpr char kFormat[] = "haste-checkpoint";
-constexpr char kFormatVersion[] = "1";
-constexpr char kOptimizerPrefix[] = "optimizer.";
-constexpr char kVocabularyTensor[] = "featurizer.vocabulary";
-
-fs::path checkpoint_file(const fs::path& path) {
+// The files of the checkpoint at `path` (see the constructor): one, or every shard's in rank
+// order.
+std::vector<fs::path> checkpoint_files(const fs::path& path) {
   std::error_code ec;
-  return fs::is_directory(path, ec) ? path / kCheckpointFileName : path;
+  fs::path index = path;
+  if (fs::is_directory(path, ec)) {
+    index = path / kShardIndexFileName;
+    if (!fs::exists(index, ec)) return {path / kCheckpointFileName};
+  } else if (path.filename() != kShardIndexFileName) {
+    return {path};
+  }
+  std::ifstream in(index);
+  check(in.good(), "{}: cannot be read", index.string());
+  const Json json = Json::parse(in, nullptr, false);
+  check(json.is_object() && json.value("format", "") == kIndexFormat &&
+            json.value("format_version", "") == kFormatVersion && json.contains("files") &&
+            json["files"].is_array() && !json["files"].empty(),
+        "{}: not a HASTE shard index (format \"{}\" version {} with a list of files)",
+        index.string(), kIndexFormat, kFormatVersion);
+  std::vector<fs::path> files;
+  for (const Json& name : json["files"]) {
+    check(name.is_string(), "{}: \"files\" holds a non-string", index.string());
+    files.push_back(index.parent_path() / name.get<std::string>());
+  }
+  return files;
+}
+
+// Checks that `file` is a HASTE checkpoint (of this format version).
+void check_format(const SafetensorsFile& file) {
+  const std::string name = file.path().string();
+  auto format = file.metadata().find("format");
+  check(format != file.metadata().end() && format->second == kFormat,
+        "{}: a safetensors file, but not a HASTE checkpoint (no metadata format = \"{}\")", name,
+        kFormat);
+  const std::string& version = file.metadata("format_version");
+  check(version == kFormatVersion,
+        "{}: checkpoint format version {} is not supported (this haste reads version {})", name,
+        version, kFormatVersion);
 }
 
 // A metadata value parsed as JSON and handed to `from_json`; errors name the file and key.
@@ -39,9 +74,7 @@ T from_metadata(const SafetensorsFile& file, const char* key) {
 // product below is the element count of one stored tensor (encoder.<i>.weight, head.weight,
 // tail.weight, labels.model_to_original), so none may exceed what the file's tensors hold.
 void check_shape_fits_file(const ModelConfig& config, const ModelShape& shape,
-                           const SafetensorsFile& file) {
-  int64_t stored = 0;
-  for (const TensorView& tensor : file.tensors()) stored += tensor.numel();
+                           const SafetensorsFile& file, int64_t stored) {
   auto check_elements = [&](const char* what, int64_t rows, int64_t cols) {
     int64_t elements = 0;
     check(!__builtin_mul_overflow(rows, cols, &elements) && elements <= stored,
@@ -64,64 +97,58 @@ void check_shape_fits_file(const ModelConfig& config, const ModelShape& shape,
 
 }  // namespace
 
-void save_checkpoint(const fs::path& file, const Model& model, Trainer* trainer,
-                     const Featurizer* featurizer) {
-  SafetensorsWriter writer(file);
-  writer.set_metadata("format", kFormat);
-  writer.set_metadata("format_version", kFormatVersion);
-  writer.set_metadata("model_config", model.config().to_json().dump());
-  writer.set_metadata("model_shape", model.shape().to_json().dump());
-  for (const auto& tensor : model.float_tensors())
-    writer.add<float>(tensor.name, tensor.shape, tensor.data);
-  for (const auto& tensor : model.int_tensors())
-    writer.add<int32_t>(tensor.name, tensor.shape, tensor.data);
+Checkpoint::Checkpoint(const fs::path& path) : Checkpoint(checkpoint_files(path)) {}
 
-  if (trainer != nullptr) {
-    writer.set_metadata("train_config", trainer->config().to_json().dump());
-    writer.set_metadata("trainer_state", trainer->state().to_json().dump());
-    writer.set_metadata("optimizer_steps", std::to_string(trainer->optimizer().steps_taken()));
-    for (const auto& tensor : trainer->optimizer().state_tensors()) {
-      writer.add<float>(kOptimizerPrefix + tensor.name, tensor.shape,
-                        std::span<const float>(tensor.data));
-    }
+Checkpoint::Checkpoint(const std::vector<fs::path>& files) : file_(files.front()) {
+  check_format(file_);
+  for (size_t r = 1; r < files.size(); ++r) {
+    other_shards_.emplace_back(files[r]);
+    check_format(other_shards_.back());
   }
-  std::string vocabulary;
-  if (featurizer != nullptr) {
-    vocabulary = featurizer->to_vocabulary_json();
-    writer.add<uint8_t>(
-        kVocabularyTensor, {static_cast<int64_t>(vocabulary.size())},
-        std::span(reinterpret_cast<const uint8_t*>(vocabulary.data()), vocabulary.size()));
-  }
-  writer.commit();
-}
-
-Checkpoint::Checkpoint(const fs::path& path) : file_(checkpoint_file(path)) {
-  const std::string name = file_.path().string();
-  auto format = file_.metadata().find("format");
-  check(format != file_.metadata().end() && format->second == kFormat,
-        "{}: a safetensors file, but not a HASTE checkpoint (no metadata format = \"{}\")", name,
-        kFormat);
-  const std::string& version = file_.metadata("format_version");
-  check(version == kFormatVersion,
-        "{}: checkpoint format version {} is not supported (this haste reads version {})", name,
-        version, kFormatVersion);
   model_config_ = from_metadata<ModelConfig>(file_, "model_config");
   model_shape_ = from_metadata<ModelShape>(file_, "model_shape");
 }
 
+template <typename T>
+void Checkpoint::read(const std::string& name, std::span<const int64_t> shape,
+                      std::span<T> out) const {
+  // A tensor in every shard's file is split by rows, in rank order; others are in file_ only.
+  if (other_shards_.empty() || other_shards_.front().find(name) == nullptr || shape.empty()) {
+    auto values = file_.get<T>(name, shape);
+    std::copy(values.begin(), values.end(), out.begin());
+    return;
+  }
+  int64_t row_size = 1;
+  for (size_t i = 1; i < shape.size(); ++i) row_size *= shape[i];
+  int64_t row = 0;
+  for (int r = 0; r < shards(); ++r) {
+    const SafetensorsFile& file = r == 0 ? file_ : other_shards_[r - 1];
+    std::vector<int64_t> part(shape.begin(), shape.end());
+    part[0] = file.get(name).shape.empty() ? -1 : file.get(name).shape[0];
+    check(part[0] >= 0 && row + part[0] <= shape[0],
+          "{}: tensor \"{}\" holds rows {}.. of a tensor of {} rows", file.path().string(), name,
+          row, shape[0]);
+    auto values = file.get<T>(name, part);
+    std::copy(values.begin(), values.end(), out.begin() + row * row_size);
+    row += part[0];
+  }
+  check(row == shape[0], "{}: the shards hold {} rows of tensor \"{}\", the model needs {}",
+        file_.path().string(), row, name, shape[0]);
+}
+
 Model Checkpoint::load_model() const {
   auto read_floats = [this](const std::string& name, std::span<const int64_t> shape,
-                            std::span<float> out) {
-    auto values = file_.get<float>(name, shape);
-    std::copy(values.begin(), values.end(), out.begin());
-  };
+                            std::span<float> out) { read(name, shape, out); };
   auto read_ints = [this](const std::string& name, std::span<const int64_t> shape,
-                          std::span<int32_t> out) {
-    auto values = file_.get<int32_t>(name, shape);
-    std::copy(values.begin(), values.end(), out.begin());
-  };
+                          std::span<int32_t> out) { read(name, shape, out); };
   try {
-    check_shape_fits_file(model_config_, model_shape_, file_);
+    int64_t stored = 0;
+    for (int r = 0; r < shards(); ++r) {
+      for (const TensorView& tensor : (r == 0 ? file_ : other_shards_[r - 1]).tensors()) {
+        stored += tensor.numel();
+      }
+    }
+    check_shape_fits_file(model_config_, model_shape_, file_, stored);
     return Model::from_tensors(model_config_, model_shape_, read_floats, read_ints);
   } catch (const Error& e) {
     std::string message = e.what();
@@ -144,8 +171,7 @@ void Checkpoint::restore_training(Trainer& trainer) const {
   const std::string name = file_.path().string();
   TrainerState state = from_metadata<TrainerState>(file_, "trainer_state");
   for (auto& tensor : trainer.optimizer().state_tensors()) {
-    auto values = file_.get<float>(kOptimizerPrefix + tensor.name, tensor.shape);
-    std::copy(values.begin(), values.end(), tensor.data.begin());
+    read<float>(kOptimizerPrefix + tensor.name, tensor.shape, tensor.data);
   }
   trainer.restore(state);
   const std::string& steps = file_.metadata("optimizer_steps");

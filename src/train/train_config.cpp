@@ -14,6 +14,7 @@ void TrainConfig::validate() const {
   check(epochs >= 1, "train: 'epochs' = {} must be at least 1", epochs);
   check(batch_size >= 1, "train: 'batch_size' = {} must be at least 1", batch_size);
   check(threads >= 0, "train: 'threads' = {} must not be negative (0 = all cores)", threads);
+  check(shards >= 1, "train: 'shards' = {} must be at least 1", shards);
   check(top_k >= 1 && top_k <= kMaxK, "train: 'top_k' = {} must be in [1, {}]", top_k, kMaxK);
   optimizer.validate();
   dst.validate();
@@ -28,6 +29,7 @@ void visit_fields(Config& c, Visitor& v) {
   v.object("dst", c.dst);
   v.field("seed", c.seed);
   v.field("threads", c.threads);
+  v.field("shards", c.shards);
   v.field("eval_each_epoch", c.eval_each_epoch);
   v.field("top_k", c.top_k);
   v.field("show_progress", c.show_progress);

@@ -83,6 +83,7 @@ MetricReport Trainer::evaluate(const Dataset& train, const Dataset& test) const 
 void Trainer::fit(const Dataset& train, const Dataset* test,
                   const std::function<void(const EpochReport&)>& on_epoch_end) {
   if (config_.threads > 0) omp_set_num_threads(config_.threads);
+  model_.set_label_shards(config_.shards);
   const int64_t N = train.num_points();
   check(N > 0, "train: the training set has no rows");
   const int64_t per_epoch = steps_per_epoch(N);

@@ -20,6 +20,7 @@
 #include "model/encoder.hpp"
 #include "model/model_test_util.hpp"
 #include "model/output_layer.hpp"
+#include "model/output_shards.hpp"
 #include "test_util/device_copy.hpp"
 #include "test_util/gpu.hpp"
 #include "test_util/gpu_compare.hpp"
@@ -114,7 +115,7 @@ TEST_P(OutputLayerGpuGradients, MatchTheCpuOutputLayer) {
   const CsrMatrix targets = random.sparse_targets(B, L, 0.03);
 
   std::vector<float> dh(B * d);
-  const double loss = cpu.forward_backward(B, h, targets, dh);
+  const double loss = model::OutputShards(cpu, 1).forward_backward(cpu, B, h, targets, dh);
 
   OptimizerConfig optimizer;
   cuda::OutputLayerGpu gpu(shape, optimizer, B);

@@ -186,6 +186,42 @@ TEST_F(TrainCliTest, ResumeEndsWhereAnUninterruptedRunEnds) {
   }
 }
 
+// `--shards 3` splits the output layer over three in-process ranks: the same run up to
+// floating-point summation order (DESIGN.md 11).
+TEST_F(TrainCliTest, ShardedRunMatchesUnshardedRun) {
+  const fs::path one = *dir_ / "unsharded", three = *dir_ / "three-shards";
+  ASSERT_EQ(train_into(one).exit_code, 0);
+  const test_util::CliResult result = train_into(three, {"--shards", "3"});
+  ASSERT_EQ(result.exit_code, 0) << result.error_output;
+  const nlohmann::json expected = read_json(one / "metrics.json");
+  const nlohmann::json sharded = read_json(three / "metrics.json");
+  EXPECT_EQ(sharded["config"]["train"]["shards"], 3);
+  ASSERT_EQ(sharded["epochs"].size(), expected["epochs"].size());
+  for (size_t e = 0; e < expected["epochs"].size(); ++e) {
+    const nlohmann::json &a = expected["epochs"][e], &b = sharded["epochs"][e];
+    EXPECT_NEAR(b["loss"].get<double>(), a["loss"].get<double>(), 1e-4 * a["loss"].get<double>());
+    for (const char* key : {"P@1", "P@5"}) {
+      EXPECT_NEAR(b["metrics"][key].get<double>(), a["metrics"][key].get<double>(), 0.005) << key;
+    }
+  }
+  // The sharded checkpoint (index + one file per shard) predicts like the unsharded one.
+  EXPECT_TRUE(fs::exists(three / kShardIndexFileName));
+  EXPECT_FALSE(fs::exists(three / kCheckpointFileName));
+  std::vector<nlohmann::json> evaluated;
+  for (const fs::path& out : {one, three}) {
+    const fs::path file = out / "pred.txt";
+    test_util::CliResult run =
+        run_cli({"predict", out.string(), test().string(), "-o", file.string(), "--no-cache"});
+    ASSERT_EQ(run.exit_code, 0) << run.error_output;
+    run = run_cli({"eval", "--pred", file.string(), "--truth", test().string(), "--json"});
+    ASSERT_EQ(run.exit_code, 0) << run.error_output;
+    evaluated.push_back(nlohmann::json::parse(run.output));
+  }
+  for (const char* key : {"P@1", "P@5"}) {
+    EXPECT_NEAR(evaluated[1][key].get<double>(), evaluated[0][key].get<double>(), 0.005) << key;
+  }
+}
+
 TEST_F(TrainCliTest, CorruptCheckpointIsAClearError) {
   const fs::path out = *dir_ / "corrupt";
   ASSERT_EQ(train_into(out, {"--epochs", "1"}).exit_code, 0);

@@ -35,6 +35,7 @@ struct Options {
   std::string optimizer = "adamw";
   double lr = 1e-3;
   std::string anchor, commit = "unknown", results = "bench/results";
+  std::vector<int> gpus;  // --gpus: also run every case label-sharded over these GPU counts
 };
 
 std::vector<TrainBenchCase> parse_shapes(const std::string& text) {
@@ -51,18 +52,28 @@ std::vector<TrainBenchCase> parse_shapes(const std::string& text) {
 }
 
 // Every case of one shape: HASTE at each head fraction, then the dense layer.
+// The case on one GPU without NCCL, then on each --gpus count through NCCL.
+void add_gpu_counts(const TrainBenchCase& c, const Options& o, std::vector<TrainBenchCase>& out) {
+  out.push_back(c);
+  for (int gpus : o.gpus) {
+    TrainBenchCase sharded = c;
+    sharded.gpus = gpus;
+    out.push_back(sharded);
+  }
+}
+
 void add_cases(const TrainBenchCase& shape, const Options& o, std::vector<TrainBenchCase>& out) {
   for (double fraction : o.head_fractions) {
     TrainBenchCase c = shape;
     c.impl = "haste";
     c.H = static_cast<int64_t>(std::ceil(fraction * static_cast<double>(shape.L)));
-    out.push_back(c);
+    add_gpu_counts(c, o, out);
   }
   if (o.dense) {
     TrainBenchCase c = shape;
     c.impl = "dense";
     c.H = shape.L;
-    out.push_back(c);
+    add_gpu_counts(c, o, out);
   }
 }
 
@@ -77,10 +88,12 @@ bool same_shape(const Json& a, const Json& b) {
   return true;
 }
 
-// The row of `impl` at the same B, d, L, k, g, or null.
-const Json* find_row(const Json& rows, const Json& shape, const std::string& impl) {
+// The row of `impl` at the same B, d, L, k, g, GPU count and communication, or null.
+const Json* find_row(const Json& rows, const Json& like, const std::string& impl) {
   for (const Json& row : rows) {
-    if (row["impl"] == impl && same_shape(row["shape"], shape) && row.contains("median_ms"))
+    if (row["impl"] == impl && same_shape(row["shape"], like["shape"]) &&
+        row.contains("median_ms") && row.value("gpus", Json()) == like.value("gpus", Json()) &&
+        row.value("comm", Json()) == like.value("comm", Json()))
       return &row;
   }
   return nullptr;
@@ -91,7 +104,7 @@ void add_ratios(Json& rows) {
   for (Json& row : rows) {
     if (row["impl"] != "haste" || !row.contains("median_ms")) continue;
     for (const std::string name : {"dense", "torch_dense"}) {
-      const Json* other = find_row(rows, row["shape"], name);
+      const Json* other = find_row(rows, row, name);
       if (!other) continue;
       row[fmt::format("speedup_vs_{}", name)] =
           other->at("median_ms").get<double>() / row["median_ms"].get<double>();
@@ -103,6 +116,9 @@ void add_ratios(Json& rows) {
 
 Json result_json(const TrainBenchResult& r) {
   Json row = {{"shape", shape_json(r.bench_case)}, {"impl", r.bench_case.impl}, {"op", "step"}};
+  // DESIGN.md 12's "gpus": the one-GPU layer is 1 GPU without NCCL ("comm": "none").
+  row["gpus"] = std::max(r.bench_case.gpus, 1);
+  row["comm"] = r.bench_case.gpus > 0 ? "nccl" : "none";
   if (!r.error.empty()) {
     row["error"] = r.error;
     return row;
@@ -132,6 +148,8 @@ void add_anchor_rows(const std::string& path, Json& rows) {
     if (line.empty() || line.front() != '{') continue;
     Json row = Json::parse(line);
     row["source"] = "shared/tools/anchor_step.py (PyTorch, same device call)";
+    row["gpus"] = 1;  // one GPU, no collectives: compared with the one-GPU rows
+    row["comm"] = "none";
     rows.push_back(row);
   }
 }
@@ -143,8 +161,10 @@ void print_table(const Json& rows) {
       "x dense", "x torch", "mem/dns");
   for (const Json& row : rows) {
     const Json& s = row["shape"];
+    std::string impl = row["impl"].get<std::string>();
+    if (row.value("comm", "") == "nccl") impl += fmt::format(" {}gpu", row["gpus"].get<int>());
     fmt::print("{:>9} {:>3} {:>3} {:>11} {:>8} ", s["L"].get<int64_t>(), s["k"].get<int64_t>(),
-               s["g"].get<int64_t>(), row["impl"].get<std::string>(),
+               s["g"].get<int64_t>(), impl,
                s.contains("H") ? fmt::format("{}", s["H"].get<int64_t>()) : "-");
     if (row.contains("error")) {
       fmt::print("error: {}\n", row["error"].get<std::string>());
@@ -172,6 +192,7 @@ std::string command_line(const Options& o) {
                            fmt::join(o.scale_labels, ","), o.scale_k, o.scale_runs);
   }
   if (!o.dense) command += " --no-dense";
+  if (!o.gpus.empty()) command += fmt::format(" --gpus {}", fmt::join(o.gpus, ","));
   command += fmt::format(" --runs {} --optimizer {} --lr {}", o.runs, o.optimizer, o.lr);
   if (!o.anchor.empty()) command += " --anchor " + o.anchor;
   return command;
@@ -195,7 +216,8 @@ void run(const Options& o) {
   Json rows = Json::array();
   for (size_t i = 0; i < cases.size(); ++i) {
     const TrainBenchCase& c = cases[i];
-    fmt::print("{} B={} d={} L={} H={} k={} g={} ...\n", c.impl, c.B, c.d, c.L, c.H, c.k, c.g);
+    fmt::print("{} B={} d={} L={} H={} k={} g={} gpus={} ...\n", c.impl, c.B, c.d, c.L, c.H, c.k,
+               c.g, c.gpus > 0 ? fmt::format("{} (NCCL)", c.gpus) : "1");
     std::fflush(stdout);
     bench.runs = i >= scale_begin ? o.scale_runs : o.runs;
     const TrainBenchResult result = run_train_bench(c, bench);
@@ -211,7 +233,9 @@ void run(const Options& o) {
   add_ratios(rows);
 
   const std::string device = inventory.gpus.front().name;
-  Json json = {{"bench", "train"},
+  // Runs over several GPU counts are the scaling measurement (issue 10), kept apart.
+  const std::string bench_name = o.gpus.empty() ? "train" : "scale";
+  Json json = {{"bench", bench_name},
                {"device", device},
                {"commit", o.commit},
                {"date", util::utc_now("%Y-%m-%d")},
@@ -223,7 +247,7 @@ void run(const Options& o) {
   fs::create_directories(o.results);
   const fs::path out =
       fs::path(o.results) /
-      fmt::format("train-{}-{}.json", util::device_slug(device), util::utc_now("%Y%m%d"));
+      fmt::format("{}-{}-{}.json", bench_name, util::device_slug(device), util::utc_now("%Y%m%d"));
   std::ofstream(out) << json.dump(2) << "\n";
   fmt::print("\nwrote {}\n", out.string());
 }
@@ -245,6 +269,10 @@ void add_bench_train(CLI::App& bench) {
       ->delimiter(',');
   cmd->add_option("--scale-k", o->scale_k, "Fan-in of the scale mode")->capture_default_str();
   cmd->add_flag("!--no-dense", o->dense, "Skip the dense output layer rows");
+  cmd->add_option("--gpus", o->gpus,
+                  "Also run every case label-sharded over these GPU counts through NCCL (rows "
+                  "with \"gpus\"; the step includes the all-reduce of dh), e.g. --gpus 1,2,4")
+      ->delimiter(',');
   cmd->add_option("--runs", o->runs, "Timed steps per row")->capture_default_str();
   cmd->add_option("--scale-runs", o->scale_runs, "Timed steps per scale row")
       ->capture_default_str();

@@ -53,6 +53,8 @@ struct TrainArgs {
   std::optional<std::string> dst;
   std::optional<uint64_t> seed;
   std::optional<int> threads;
+  std::optional<int> shards;
+  std::optional<int> gpus;
 };
 
 void apply_overrides(const TrainArgs& args, RunConfig& config) {
@@ -76,6 +78,8 @@ void apply_overrides(const TrainArgs& args, RunConfig& config) {
   }
   if (args.seed) m.seed = t.seed = *args.seed;
   if (args.threads) t.threads = *args.threads;
+  if (args.shards) t.shards = *args.shards;
+  if (args.gpus) t.shards = *args.gpus;
   t.show_progress = !args.quiet;
   m.validate();
   t.validate();
@@ -177,8 +181,13 @@ void remove_stale_temporaries(const fs::path& directory) {
   std::error_code ec;
   for (const auto& entry : fs::directory_iterator(directory, ec)) {
     const std::string name = entry.path().filename().string();
-    for (const char* output : {kCheckpointFileName, kMetricsFileName, kPlotFileName}) {
+    for (const char* output :
+         {kCheckpointFileName, kShardIndexFileName, kMetricsFileName, kPlotFileName}) {
       if (name.starts_with(std::string(output) + ".tmp.")) fs::remove(entry.path(), ec);
+    }
+    // A sharded checkpoint's shard files (model-step<S>-shard<r>-of<P>.safetensors).
+    if (name.starts_with("model-step") && name.find(".safetensors.tmp.") != std::string::npos) {
+      fs::remove(entry.path(), ec);
     }
   }
 }
@@ -187,23 +196,27 @@ void remove_stale_temporaries(const fs::path& directory) {
 struct StopTraining {};
 
 void run_train(const TrainArgs& args) {
-  const fs::path checkpoint_path = args.out / kCheckpointFileName;
   std::optional<Checkpoint> checkpoint;
   RunConfig config = args.config ? load_run_config(*args.config) : RunConfig{};
   if (args.resume) {
-    check(fs::exists(checkpoint_path),
-          "--resume: {} does not exist; train without --resume to start a run there",
-          checkpoint_path.string());
-    checkpoint.emplace(checkpoint_path);
+    check(has_checkpoint(args.out),
+          "--resume: {} holds no checkpoint ({} or {}); train without --resume to start a run "
+          "there",
+          args.out.string(), kCheckpointFileName, kShardIndexFileName);
+    checkpoint.emplace(args.out);
     // The stored settings define the run; only its length, threads and verbosity may change.
     config = {checkpoint->model_config(), checkpoint->train_config()};
     if (args.epochs) config.train.epochs = *args.epochs;
     if (args.threads) config.train.threads = *args.threads;
+    if (args.shards) config.train.shards = *args.shards;
+    if (args.gpus) config.train.shards = *args.gpus;
     config.train.show_progress = !args.quiet;
   } else {
-    if (fs::exists(checkpoint_path)) {
-      fmt::print(stderr, "note: starting afresh over {} (use --resume to continue that run)\n",
-                 checkpoint_path.string());
+    if (has_checkpoint(args.out)) {
+      fmt::print(stderr,
+                 "note: starting afresh over the checkpoint in {} (use --resume to "
+                 "continue that run)\n",
+                 args.out.string());
     }
     apply_overrides(args, config);
   }
@@ -229,7 +242,7 @@ void run_train(const TrainArgs& args) {
                                       [&] { return Trainer(config.train, model); });
   if (checkpoint) {
     checkpoint->restore_training(trainer);
-    fmt::print("resuming {} after epoch {} (step {})\n", checkpoint_path.string(),
+    fmt::print("resuming {} after epoch {} (step {})\n", args.out.string(),
                trainer.state().epochs_done, trainer.state().steps_done);
   }
   const ModelSize size = model.size();
@@ -246,23 +259,26 @@ void run_train(const TrainArgs& args) {
   const Dataset* test = data.test ? &*data.test : nullptr;
   try {
     naming_memory_use("training", [&] {
-      fit_on_device(parse_train_device(args.device), trainer, model, data.train, test,
-                    [&](const EpochReport& report) {
-                      print_epoch(report);
-                      // The log first: a kill between the two leaves a log one epoch ahead of the
-                      // checkpoint, which --resume trims, rather than a log missing an epoch the
-                      // checkpoint has.
-                      log.add(report, output_layer_bytes);
-                      save_checkpoint(checkpoint_path, model, &trainer,
-                                      featurizer ? &*featurizer : nullptr);
-                      if (args.stop_after && report.epoch >= *args.stop_after) throw StopTraining{};
-                    });
+      fit_on_device(
+          parse_train_device(args.device), trainer, model, data.train, test,
+          [&](const EpochReport& report) {
+            print_epoch(report);
+            // The log first: a kill between the two leaves a log one epoch ahead of the
+            // checkpoint, which --resume trims, rather than a log missing an epoch the
+            // checkpoint has.
+            log.add(report, output_layer_bytes);
+            save_run_checkpoint(args.out, model, config.train.shards, &trainer,
+                                featurizer ? &*featurizer : nullptr);
+            if (args.stop_after && report.epoch >= *args.stop_after) throw StopTraining{};
+          },
+          args.gpus.value_or(0));
     });
   } catch (const StopTraining&) {
     fmt::print("stopped after epoch {} of {}; continue with --resume\n",
                trainer.state().epochs_done, config.train.epochs);
   }
-  fmt::print("wrote {}, {} and {} in {}\n", kCheckpointFileName, kMetricsFileName,
+  fmt::print("wrote {}, {} and {} in {}\n",
+             config.train.shards > 1 ? kShardIndexFileName : kCheckpointFileName, kMetricsFileName,
              test ? kPlotFileName : "no plot (no test set)", args.out.string());
 }
 
@@ -320,6 +336,15 @@ void add_train(CLI::App& app) {
   cmd->add_option("--seed", args->seed, "Seed of the model and of training");
   cmd->add_option("--threads", args->threads, "CPU threads (0: all cores)")
       ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--shards", args->shards,
+                  "Split the output layer's labels over N in-process ranks on the CPU (the "
+                  "sharded path of DESIGN.md 11; same results as 1 within summation noise)")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--gpus", args->gpus,
+                  "Train label-sharded on GPUs 0..N-1 of this machine through NCCL (one thread "
+                  "and stream per GPU; the checkpoint is sharded N ways)")
+      ->check(CLI::PositiveNumber)
+      ->excludes("--shards");
   cmd->add_flag("--quiet,-q", args->quiet, "No progress bars");
   cmd->add_flag("--no-cache", args->no_cache, "Do not use or write the binary data cache");
   cmd->add_option("--device", args->device,

@@ -25,6 +25,7 @@
 #include <haste/cuda/group_shared_fused.hpp>
 #include <haste/dataset.hpp>
 #include <haste/model.hpp>
+#include <haste/shard/label_shards.hpp>
 #include <haste/sparse.hpp>
 #include <span>
 #include <vector>
@@ -56,11 +57,16 @@ struct DeviceBatch {
 
 // How rows are prepared on the host, as Model does before its encoder.
 struct UploadOptions {
-  std::vector<int32_t> original_to_model;  // label renumbering; empty: labels used as they are
-  bool normalize_rows = false;             // scale each input row to unit L2 norm
+  // Label renumbering; empty: labels used as they are. A label mapped to -1 is left out (it
+  // belongs to another label shard).
+  std::vector<int32_t> original_to_model;
+  bool normalize_rows = false;  // scale each input row to unit L2 norm
 
   // The model's label permutation and ModelConfig::normalize_input.
   static UploadOptions of(const Model& model);
+  // The same for the GPU holding `shard` of the model's labels: its labels renumbered as that
+  // shard's OutputLayerGpu numbers them (its head labels, then its tail slots), others left out.
+  static UploadOptions of(const Model& model, const shard::LabelShard& shard);
 };
 
 class BatchUploader {

@@ -26,6 +26,7 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <functional>
 #include <haste/cuda/device_buffer.hpp>
 #include <haste/cuda/optimizer_update.hpp>
 #include <haste/group_shared.hpp>
@@ -62,8 +63,11 @@ class OptimizerGpu {
   // Checkpoints and CPU <-> GPU moves: the CPU Optimizer's state tensors (same names) copied
   // into / out of this one, with the step counter. Every registered parameter must be there
   // with the same shape; CPU state of other parameters is left alone. Synchronous.
-  void upload(Optimizer& cpu);
-  void download(Optimizer& cpu) const;
+  // A label shard's optimizer holds rows of the CPU's tensors: `first_row(name)` says where its
+  // parameter `name` starts there (the other dimensions must agree).
+  using FirstRow = std::function<int64_t(const std::string& name)>;
+  void upload(Optimizer& cpu, const FirstRow& first_row = {});
+  void download(Optimizer& cpu, const FirstRow& first_row = {}) const;
 
   int64_t steps_taken() const { return step_; }
   void set_steps_taken(int64_t steps) { step_ = steps; }
@@ -81,7 +85,7 @@ class OptimizerGpu {
     OptimizerStateDevice state() { return {first.data(), second.data()}; }
   };
   Slot& slot(int handle);
-  void copy_state(Optimizer& cpu, cudaMemcpyKind direction) const;
+  void copy_state(Optimizer& cpu, cudaMemcpyKind direction, const FirstRow& first_row) const;
 
   OptimizerConfig config_;
   uint64_t seed_;

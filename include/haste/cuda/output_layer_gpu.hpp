@@ -30,6 +30,7 @@
 #include <haste/group_shared.hpp>
 #include <haste/model.hpp>
 #include <haste/optimizer.hpp>
+#include <haste/shard/label_shards.hpp>
 #include <memory>
 #include <string>
 #include <utility>
@@ -52,6 +53,10 @@ struct OutputLayerShape {
   GroupSharedShape tail() const { return {d_tail(), G, g, k}; }
 
   static OutputLayerShape of(const Model& model);
+  // The layer of `shard`'s labels of the model (a label-sharded run's part on one GPU).
+  static OutputLayerShape of(const Model& model, const shard::LabelShard& shard);
+  // The part of this layer that `shard` (of split_labels(H, G, P)) holds.
+  OutputLayerShape part(const shard::LabelShard& shard) const;
   // A HASTE layer for L labels: H head labels (rounded up to a multiple of g), the rest in
   // groups of g with fan-in k. H = L gives the dense layer.
   static OutputLayerShape haste(int64_t d, int64_t L, int64_t H, int64_t g, int64_t k);
@@ -107,9 +112,13 @@ class OutputLayerGpu {
   ~OutputLayerGpu();
 
   // Host <-> device, synchronous: head.*, tail.* of the model (others skipped; shapes must
-  // match this layer's).
+  // match this layer's). With a shard: the shard's rows of them (this layer being
+  // OutputLayerShape::of(model, shard)); shards download into disjoint rows, so the ranks of a
+  // sharded run may download at the same time.
   void upload(const Model& model);
   void download(Model& model) const;
+  void upload(const Model& model, const shard::LabelShard& shard);
+  void download(Model& model, const shard::LabelShard& shard) const;
   // Random weights (uniform, variance 1 / fan-in; padding slots zero), zero biases, random
   // sorted distinct tail indices: for benchmarks, without host-sized tensors.
   void randomize(uint64_t seed);

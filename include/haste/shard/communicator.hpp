@@ -1,0 +1,36 @@
+// Collectives among the P ranks of a label-sharded run (DESIGN.md 11, issue 9): the output layer
+// is split by label groups over P ranks, h is shared, and the gradient of h (and of anything
+// replicated) is summed over the ranks.
+//
+// One interface, two engines:
+//   InProcessGroup (include/haste/shard/in_process.hpp): P ranks as threads of one process on
+//     host memory, summing in rank order, so results never depend on thread timing. The CPU
+//     backend's sharded path, and what CI tests sharding with.
+//   NcclCommunicator (include/haste/cuda/nccl_communicator.hpp, CUDA builds): one GPU per rank,
+//     buffers in that GPU's memory, every call enqueued on the rank's stream.
+// Every rank must make the same calls in the same order with the same counts (as with MPI and
+// NCCL); the spans' sizes are checked against `count` on every call.
+#pragma once
+
+#include <cstdint>
+#include <span>
+
+namespace haste::shard {
+
+class Communicator {
+ public:
+  virtual ~Communicator() = default;
+
+  virtual int rank() const = 0;
+  virtual int size() const = 0;  // P
+
+  // recv [P * n] = the n values of `send` of every rank, rank r's at offset r * n.
+  virtual void all_gather(std::span<const float> send, std::span<float> recv) = 0;
+  // recv [n] = the sum over ranks of their send [P * n] at offset rank() * n.
+  virtual void reduce_scatter(std::span<const float> send, std::span<float> recv) = 0;
+  // data = the sum over ranks of data, in place.
+  virtual void all_reduce(std::span<float> data) = 0;
+  virtual void all_reduce(std::span<double> data) = 0;
+};
+
+}  // namespace haste::shard

@@ -1,0 +1,105 @@
+// `haste train --gpus N` (fit_on_gpus, the NCCL path) against the one-GPU loop (fit_on_gpu): the
+// same small synthetic run from the same model. With N = 1 the two run the same kernels with the
+// same stochastic-rounding draws, so losses, metrics and weights must agree to float noise; with
+// N = 2 (skipped on a one-GPU machine) the shards draw their own rounding, so they agree within
+// the GPU-vs-CPU test's bounds. Skipped without a GPU.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <haste/cuda/cuda_check.hpp>
+#include <haste/trainer.hpp>
+#include <haste/trainer_device.hpp>
+#include <vector>
+
+#include "model/model_test_util.hpp"
+#include "test_util/gpu.hpp"
+
+namespace haste {
+namespace {
+
+struct SmallRun {
+  Dataset train = test_util::small_synthetic(1024, 300, 256);
+  Dataset test = test_util::small_synthetic(256, 300, 256, 1024);
+  ModelConfig model_config;
+  TrainConfig config;
+
+  SmallRun() {
+    model_config.hidden = {64};
+    model_config.group_size = 8;
+    model_config.fan_in = 32;
+    model_config.head_fraction = 0.1;
+    model_config.dropout = 0.1;
+    config.epochs = 3;
+    config.batch_size = 64;
+    config.show_progress = false;
+  }
+
+  // Trains a fresh model on `gpus` GPUs through NCCL, or on the one-GPU loop for 0.
+  std::vector<EpochReport> run(int gpus, Model& model) const {
+    TrainConfig c = config;
+    c.shards = std::max(gpus, 1);
+    Trainer trainer(c, model);
+    std::vector<EpochReport> reports;
+    auto record = [&](const EpochReport& report) { reports.push_back(report); };
+    if (gpus == 0)
+      fit_on_gpu(trainer, model, train, &test, record);
+    else
+      fit_on_gpus(trainer, model, train, &test, gpus, record);
+    EXPECT_EQ(trainer.state().epochs_done, config.epochs);
+    EXPECT_EQ(trainer.optimizer().steps_taken(), trainer.steps_per_epoch(1024) * config.epochs);
+    return reports;
+  }
+};
+
+void expect_same_run(const std::vector<EpochReport>& got, const std::vector<EpochReport>& want,
+                     double loss_tolerance, double metric_tolerance) {
+  ASSERT_EQ(got.size(), want.size());
+  for (size_t e = 0; e < want.size(); ++e) {
+    EXPECT_NEAR(got[e].mean_loss, want[e].mean_loss, loss_tolerance * want[e].mean_loss)
+        << "epoch " << e + 1;
+    ASSERT_TRUE(got[e].metrics && want[e].metrics);
+    for (int k : {0, 4}) {
+      EXPECT_NEAR(got[e].metrics->precision[k], want[e].metrics->precision[k], metric_tolerance)
+          << "P@" << k + 1 << " epoch " << e + 1;
+    }
+  }
+}
+
+TEST(TrainerMultiGpu, NcclPathOnOneGpuMatchesTheOneGpuLoop) {
+  HASTE_REQUIRE_GPU();
+  const SmallRun setup;
+  ASSERT_EQ(gpu_training_unsupported(Model::build(setup.model_config, setup.train), setup.config),
+            "");
+  Model one_gpu = Model::build(setup.model_config, setup.train);
+  Model nccl = Model::build(setup.model_config, setup.train);
+  const std::vector<EpochReport> want = setup.run(0, one_gpu);
+  const std::vector<EpochReport> got = setup.run(1, nccl);
+  expect_same_run(got, want, 1e-5, 0.005);
+  const auto a = one_gpu.float_tensors(), b = nccl.float_tensors();
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i) {
+    for (size_t j = 0; j < a[i].data.size(); ++j) {
+      ASSERT_NEAR(b[i].data[j], a[i].data[j], 1e-3f + 1e-2f * std::abs(a[i].data[j]))
+          << a[i].name << " [" << j << "]";
+    }
+  }
+}
+
+TEST(TrainerMultiGpu, TwoGpusTrainLikeOne) {
+  HASTE_REQUIRE_GPU();
+  int count = 0;
+  HASTE_CUDA_CHECK(cudaGetDeviceCount(&count));
+  if (count < 2) GTEST_SKIP() << "needs 2 GPUs, this machine has " << count;
+  const SmallRun setup;
+  Model one = Model::build(setup.model_config, setup.train);
+  Model two = Model::build(setup.model_config, setup.train);
+  const std::vector<EpochReport> want = setup.run(1, one);
+  const std::vector<EpochReport> got = setup.run(2, two);
+  expect_same_run(got, want, 0.05, 0.05);
+  for (const NamedTensor<const float>& t : two.float_tensors()) {
+    for (float x : t.data) ASSERT_TRUE(std::isfinite(x)) << t.name;
+  }
+}
+
+}  // namespace
+}  // namespace haste
