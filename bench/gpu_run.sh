@@ -9,6 +9,7 @@
 #                  spread) and 1 on the CPU; debdeps once more on the GPU with DST (random)
 #   BENCH=1        ../shared/tools/anchor_step.py, then `haste bench train` (BENCH_ARGS) with
 #                  the anchor's figures beside ours
+#   MULTIGPU=1     bench/multigpu.sh (label-sharded step on every GPU count present, NCCL)
 set -uo pipefail
 # The device tool brings back 8 files at most: logs go to a folder packed into one archive.
 results=$OUT
@@ -88,4 +89,9 @@ if [ -n "${BENCH:-}" ]; then
   "$haste" bench train ${BENCH_ARGS:-} --anchor "$OUT/anchor-step.jsonl" --commit "$commit" \
     --results "$OUT" > "$OUT/bench.log" 2>&1
   echo "bench train rc=$?"; grep -v "^  " "$OUT/bench.log" | tail -30
+fi
+
+if [ -n "${MULTIGPU:-}" ]; then
+  HASTE=$haste RESULTS=$OUT COMMIT=$commit bash "$repo/bench/multigpu.sh" > "$OUT/multigpu.log" 2>&1
+  echo "multigpu rc=$?"; grep -v "^  " "$OUT/multigpu.log" | tail -30
 fi
