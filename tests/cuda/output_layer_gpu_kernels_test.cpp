@@ -165,12 +165,7 @@ INSTANTIATE_TEST_SUITE_P(
 TEST(OutputLayerGpuStep, MatchesTheCpuModelAndOptimizer) {
   HASTE_REQUIRE_GPU();
   const Dataset data = test_util::small_synthetic(64, 80, 300);
-  ModelConfig config;
-  config.hidden = {64};
-  config.group_size = 8;
-  config.fan_in = 32;
-  config.head_fraction = 0.2;
-  config.normalize_input = false;
+  const ModelConfig config = test_util::small_gpu_config();
   Model model = Model::build(config, data);
   OptimizerConfig optimizer_config;
   optimizer_config.kind = OptimizerKind::sgd;

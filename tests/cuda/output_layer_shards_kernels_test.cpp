@@ -77,13 +77,7 @@ double step(cuda::OutputLayerGpu& layer, int64_t B, const DeviceBuffer<bf16>& hT
 TEST(OutputLayerGpuShards, ThreeShardsOnOneGpuMatchTheWholeLayer) {
   HASTE_REQUIRE_GPU();
   const Dataset data = test_util::small_synthetic(64, 80, 300);
-  ModelConfig config;
-  config.hidden = {64};
-  config.group_size = 8;
-  config.fan_in = 32;
-  config.head_fraction = 0.2;
-  config.normalize_input = false;
-  Model model = Model::build(config, data);
+  Model model = Model::build(test_util::small_gpu_config(), data);
   for (const Parameter& p : model.parameters()) {
     if (p.name.ends_with(".weight") && !p.name.starts_with("encoder.")) {
       for (float& x : p.value) x = __bfloat162float(__float2bfloat16(x));

@@ -34,6 +34,18 @@ inline ModelConfig tiny_config() {
   return config;
 }
 
+// The smallest config the GPU tail kernels take (d = 64, g = 8, k = 32, 20% head), inputs as
+// they come (GPU tests feed the CPU encoder's h to the GPU layer).
+inline ModelConfig small_gpu_config() {
+  ModelConfig config;
+  config.hidden = {64};
+  config.group_size = 8;
+  config.fan_in = 32;
+  config.head_fraction = 0.2;
+  config.normalize_input = false;
+  return config;
+}
+
 inline std::vector<int64_t> first_rows(int64_t n) {
   std::vector<int64_t> rows(n);
   std::iota(rows.begin(), rows.end(), 0);
