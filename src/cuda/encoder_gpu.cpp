@@ -175,6 +175,21 @@ void EncoderGpu::reserve_nonzeros(int64_t nnz) { impl_->reserve_nonzeros(nnz); }
 const int32_t* EncoderGpu::touched_rows() const {
   return impl_->spec.sparse_input ? impl_->sparse.touched : nullptr;
 }
+
+EncoderMemory EncoderGpu::memory() const {
+  const Impl& m = *impl_;
+  EncoderMemory out;
+  for (const Layer& layer : m.layers) {
+    out.weights += layer.weight.bytes() + layer.bias.bytes();
+    out.gradients += layer.dweight.bytes() + layer.dbias.bytes();
+  }
+  out.gradients += m.sparse_dweight.bytes();
+  for (const DeviceBuffer<float>& a : m.a) out.activations += a.bytes();
+  out.activations += m.h.bytes() + m.dh.bytes() + m.dhT.bytes() + m.ones.bytes() + m.hT.bytes() +
+                     m.grad[0].bytes() + m.grad[1].bytes() + m.sparse_ints.bytes() +
+                     m.sparse_temp.bytes();
+  return out;
+}
 const int32_t* EncoderGpu::touched_count() const {
   return impl_->spec.sparse_input ? impl_->sparse.touched_count : nullptr;
 }

@@ -471,16 +471,13 @@ const OutputLayerShape& OutputLayerGpu::shape() const { return impl_->shape; }
 
 OutputLayerMemory OutputLayerGpu::memory() const {
   const Impl& m = *impl_;
-  auto bytes = [](const auto& buffer) {
-    return static_cast<int64_t>(buffer.size() * sizeof(*buffer.data()));
-  };
   OutputLayerMemory out;
-  out.head_weights = bytes(m.head_w) + bytes(m.head_b);
-  out.tail_weights = bytes(m.tail_w) + bytes(m.tail_b);
-  out.tail_indices = bytes(m.indices);
-  out.gradients = bytes(m.dhead_w) + bytes(m.dhead_b) + bytes(m.dtail_w) + bytes(m.dtail_b);
+  out.head_weights = m.head_w.bytes() + m.head_b.bytes();
+  out.tail_weights = m.tail_w.bytes() + m.tail_b.bytes();
+  out.tail_indices = m.indices.bytes();
+  out.gradients = m.dhead_w.bytes() + m.dhead_b.bytes() + m.dtail_w.bytes() + m.dtail_b.bytes();
   out.optimizer_state = m.optimizer.state_bytes();
-  out.activations = bytes(m.z) + bytes(m.ones) + bytes(m.positive_dz) + bytes(m.dh_partials);
+  out.activations = m.z.bytes() + m.ones.bytes() + m.positive_dz.bytes() + m.dh_partials.bytes();
   return out;
 }
 

@@ -150,6 +150,14 @@ void fit_on_gpu(Trainer& trainer, Model& model, const Dataset& train, const Data
   cuda::EncoderUpdate encoder_update(config.optimizer, config.seed + 1, encoder);
   encoder_update.optimizer.upload(trainer.optimizer());
   output.optimizer().upload(trainer.optimizer());
+  const cuda::EncoderMemory encoder_memory = encoder.memory();
+  fmt::print(
+      "GPU encoder: weights {:.1f} MB; gradients {:.1f} MB; optimizer state {:.1f} MB; "
+      "activations and scratch {:.1f} MB\n",
+      static_cast<double>(encoder_memory.weights) * 1e-6,
+      static_cast<double>(encoder_memory.gradients) * 1e-6,
+      static_cast<double>(encoder_update.optimizer.state_bytes()) * 1e-6,
+      static_cast<double>(encoder_memory.activations) * 1e-6);
   fmt::print("GPU output layer:");
   for (const auto& [part, bytes] : output.memory().parts()) {
     fmt::print(" {} {:.1f} MB;", part, static_cast<double>(bytes) * 1e-6);

@@ -5,6 +5,7 @@
 #include <cuda_runtime.h>
 
 #include <cstddef>
+#include <cstdint>
 #include <haste/cuda/cuda_check.hpp>
 #include <utility>
 #include <vector>
@@ -35,6 +36,7 @@ class DeviceBuffer {
   T* data() { return data_; }
   const T* data() const { return data_; }
   size_t size() const { return count_; }
+  int64_t bytes() const { return static_cast<int64_t>(count_ * sizeof(T)); }
 
   void upload(const std::vector<T>& host) {
     check(host.size() == count_, "DeviceBuffer::upload: {} values into a buffer of {}", host.size(),

@@ -68,6 +68,13 @@ struct DeviceParameter {
   bool row_sparse = false;
 };
 
+// Device bytes by part, for the start-up memory report: parameters (fp32 weights and biases),
+// their gradients (for a sparse input layer: the rows of the largest batch so far) and the
+// activations and scratch of a max_batch-row step.
+struct EncoderMemory {
+  int64_t weights = 0, gradients = 0, activations = 0;
+};
+
 class EncoderGpu {
  public:
   EncoderGpu(const EncoderSpec& spec, int64_t max_batch);
@@ -86,6 +93,7 @@ class EncoderGpu {
   const EncoderSpec& spec() const;
   int64_t output_dim() const;  // d
   int64_t max_batch() const;   // padded
+  EncoderMemory memory() const;
 
   // h = encoder(batch) (+ dropout when `dropout_seed` is set and spec().dropout > 0); zeroes dh
   // and dhT. The batch must stay valid until backward() is enqueued.
