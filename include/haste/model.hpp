@@ -212,6 +212,8 @@ class Model {
   GroupSharedParams<float>& tail();
   const GroupSharedParams<float>& tail() const;
   TailBatch last_tail_batch() const;
+  // Model label id -> original label id (the tensor labels.model_to_original), [L].
+  std::span<const int32_t> model_to_original() const;
 
   ModelSize size() const;
 

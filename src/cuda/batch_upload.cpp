@@ -60,12 +60,10 @@ TailTargetsDevice DeviceBatch::tail_targets(TailLabelRange range) const {
 UploadOptions UploadOptions::of(const Model& model) {
   UploadOptions options;
   options.normalize_rows = model.config().normalize_input;
-  for (const auto& tensor : model.int_tensors()) {
-    if (tensor.name != "labels.model_to_original") continue;
-    options.original_to_model.assign(tensor.data.size(), 0);
-    for (size_t m = 0; m < tensor.data.size(); ++m) {
-      options.original_to_model[tensor.data[m]] = static_cast<int32_t>(m);
-    }
+  const std::span<const int32_t> model_to_original = model.model_to_original();
+  options.original_to_model.assign(model_to_original.size(), 0);
+  for (size_t m = 0; m < model_to_original.size(); ++m) {
+    options.original_to_model[model_to_original[m]] = static_cast<int32_t>(m);
   }
   return options;
 }

@@ -16,6 +16,7 @@
 #include <haste/cuda/group_shared_fused.hpp>
 #include <haste/cuda/output_layer_gpu.hpp>
 #include <haste/error.hpp>
+#include <haste/tail_loss.hpp>
 
 #include "cuda/output_layer_launch.hpp"
 
@@ -71,8 +72,8 @@ void copy_to_host(std::span<T> host, const T* device) {
   HASTE_CUDA_CHECK(cudaMemcpy(host.data(), device, host.size_bytes(), cudaMemcpyDeviceToHost));
 }
 
-// bf16 device weights into fp32 host values.
-void copy_weights_to_host(std::span<float> host, const DeviceBuffer<bf16>& device) {
+// bf16 device values (weights, logits) into fp32 host values.
+void copy_bf16_to_host(std::span<float> host, const DeviceBuffer<bf16>& device) {
   std::vector<bf16> buffer(device.size());
   copy_to_host<bf16>(buffer, device.data());
   std::transform(buffer.begin(), buffer.end(), host.begin(),
@@ -195,35 +196,28 @@ OutputLayerGpu::Impl::HostTailBatch OutputLayerGpu::Impl::host_tail_batch(
   DeviceBuffer<bf16> z(B * slots);
   group_shared_forward(tail_device(), B, batch.hT, z.data(), stream);
   HASTE_CUDA_CHECK(cudaStreamSynchronize(stream));
-  std::vector<bf16> z_host(z.size()), hT_host(d_tail * B);
-  copy_to_host<bf16>(z_host, z.data());
+  std::vector<bf16> hT_host(d_tail * B);
   copy_to_host<bf16>(hT_host, batch.hT);  // the first d_tail rows: the tail's features
-  std::vector<int64_t> indptr(B + 1);
-  copy_to_host<int64_t>(indptr, batch.targets.indptr);
-  std::vector<int32_t> labels(indptr[B]);
-  std::vector<float> values(batch.targets.values ? labels.size() : 0);
-  copy_to_host<int32_t>(labels, batch.targets.indices);
-  copy_to_host<float>(values, batch.targets.values);
+  CsrMatrix targets;
+  targets.rows = B;
+  targets.cols = shape.labels();  // model ids: the head's come first
+  targets.indptr.resize(B + 1);
+  copy_to_host<int64_t>(targets.indptr, batch.targets.indptr);
+  targets.indices.resize(targets.indptr[B]);
+  targets.values.resize(batch.targets.values ? targets.indices.size() : 0);
+  copy_to_host<int32_t>(targets.indices, batch.targets.indices);
+  copy_to_host<float>(targets.values, batch.targets.values);
 
   HostTailBatch out;
   out.h.resize(B * d_tail);
   for (int64_t f = 0; f < d_tail; ++f) {
     for (int64_t b = 0; b < B; ++b) out.h[b * d_tail + f] = __bfloat162float(hT_host[f * B + b]);
   }
-  // dz = (sigmoid(z) - y) / B over the real tail labels; padding slots stay 0 (inert).
-  out.dz.assign(B * slots, 0.f);
-  const float inv_batch = 1.f / static_cast<float>(B);
-  for (int64_t b = 0; b < B; ++b) {
-    float* row = out.dz.data() + b * slots;
-    for (int64_t l = 0; l < shape.L_tail; ++l) {
-      row[l] = inv_batch / (1.f + std::exp(-__bfloat162float(z_host[b * slots + l])));
-    }
-    for (int64_t p = indptr[b]; p < indptr[b + 1]; ++p) {
-      const int64_t label = labels[p] - shape.H;  // model ids: the head's come first
-      if (label >= 0 && label < shape.L_tail)
-        row[label] -= (values.empty() ? 1.f : values[p]) * inv_batch;
-    }
-  }
+  // dz = (sigmoid(z) - y) / B over the real tail labels, 0 in the padding slots: the CPU's loss.
+  std::vector<float> z_host(z.size());
+  copy_bf16_to_host(z_host, z);
+  out.dz.resize(B * slots);
+  bce_with_logits_tail<float>(B, slots, z_host, targets, {shape.H, shape.L_tail}, out.dz);
   return out;
 }
 
@@ -305,9 +299,9 @@ void OutputLayerGpu::download(Model& model, const shard::LabelShard& shard) cons
   for (const Parameter& p : model.parameters()) {
     if (!p.name.starts_with("head.") && !p.name.starts_with("tail.")) continue;
     const std::span<float> rows = shard_rows(p.value, p.shape, shard, p.name, g);
-    if (p.name == "head.weight") copy_weights_to_host(rows, m.head_w);
+    if (p.name == "head.weight") copy_bf16_to_host(rows, m.head_w);
     if (p.name == "head.bias") copy_to_host(rows, m.head_b.data());
-    if (p.name == "tail.weight") copy_weights_to_host(rows, m.tail_w);
+    if (p.name == "tail.weight") copy_bf16_to_host(rows, m.tail_w);
     if (p.name == "tail.bias") copy_to_host(rows, m.tail_b.data());
   }
   if (m.shape.G > 0) {
@@ -452,7 +446,7 @@ DstResult OutputLayerGpu::rewire_tail(DstPrune prune, DstRegrow regrow, double f
   if (regrow == DstRegrow::gradient) gradient_batch = m.host_tail_batch(batch, stream);
   HASTE_CUDA_CHECK(cudaStreamSynchronize(stream));  // the last update has written the weights
   std::vector<float> weights(m.tail_w.size());
-  copy_weights_to_host(weights, m.tail_w);
+  copy_bf16_to_host(weights, m.tail_w);
   std::vector<int32_t> indices(m.indices.size()), source(m.indices.size());
   copy_to_host<int32_t>(indices, m.indices.data());
   const DstResult result = haste::rewire_tail(

@@ -47,14 +47,9 @@ class DeviceRanker {
         batch_rows_(batch_rows),
         label_count_(model.shape().num_labels),
         scores_(max_batch * k),
-        labels_(max_batch * k) {
-    for (const auto& tensor : model.int_tensors()) {
-      if (tensor.name == "labels.model_to_original") {
-        label_map_ = cuda::DeviceBuffer<int32_t>(
-            std::vector<int32_t>(tensor.data.begin(), tensor.data.end()));
-      }
-    }
-  }
+        labels_(max_batch * k),
+        label_map_(std::vector<int32_t>(model.model_to_original().begin(),
+                                        model.model_to_original().end())) {}
 
   Rankings rank(const Dataset& data, cuda::EncoderGpu& encoder, cuda::OutputLayerGpu& output,
                 cudaStream_t stream) {
