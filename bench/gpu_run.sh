@@ -44,7 +44,7 @@ if [ -n "${SANITIZE:-}" ]; then
   small='*GroupSharedKernels.*/0:*GroupSharedKernels.*/3:*GroupSharedKernels.*/8'
   small+=':*GroupSharedFusedTrain.*/0:*GroupSharedFusedTrain.*/4:*GroupSharedTopK.*/0'
   small+=':*GroupSharedTopKTies*:*EncoderGpuTest.*/0:*BatchUploader*:*OptimizerGpu*'
-  small+=':*OutputLayerGpuGradients.*/0:*OutputLayerGpuStep*'
+  small+=':*OutputLayerGpuGradients.*/0:*OutputLayerGpuStep*:*OutputLayerGpuTrainStep.*/0'
   for tool in memcheck racecheck; do
     compute-sanitizer --tool "$tool" --error-exitcode 1 "$build/tests/haste_tests" \
       --gtest_brief=1 --gtest_filter="$small" > "$OUT/sanitize-$tool.log" 2>&1

@@ -32,7 +32,9 @@ struct TrainBenchResult {
   TrainBenchCase bench_case;  // H as built (rounded up to a multiple of g)
   double median_ms = 0, p10_ms = 0, p90_ms = 0;
   int runs = 0;
-  // The step's two parts, each timed alone (medians): loss + gradients, optimizer update.
+  // The step unfused, its two parts timed apart (medians): loss + gradients with the tail's
+  // weight gradient written, and every optimizer update. The step itself (median_ms) applies
+  // the tail weights' update inside the fused kernel, so it is shorter than their sum.
   double forward_backward_ms = 0, update_ms = 0;
   double loss = 0;             // of the last step (a sanity figure: finite, near L * log 2 / ...)
   int64_t peak_mem_bytes = 0;  // device memory in use at the peak (cudaMemGetInfo)

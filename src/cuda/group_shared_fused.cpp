@@ -26,16 +26,29 @@ void check_shared_memory(const char* kernel, size_t bytes, int64_t d) {
 
 void group_shared_fused_train(const GroupSharedDevice& layer, int64_t B, const bf16* hT,
                               const TailTargetsDevice& targets, bf16* dweights, float* dbias,
-                              float* dhT, double* loss, cudaStream_t stream) {
+                              float* dhT, double* loss, cudaStream_t stream,
+                              const FusedWeightUpdate* update) {
   constexpr const char* kKernel = "fused group-shared training kernel";
   check_supported(layer.shape, B);
   check(layer.shape.g > 1,
         "{}: g = 1 (standard fixed fan-in) is not fused; run group_shared_forward, "
         "bce_with_logits_tail and the two backward kernels instead",
         kKernel);
-  check(layer.indices && layer.weights && layer.bias && hT && dweights && dbias && dhT && loss &&
-            targets.indptr && targets.indices,
+  check(layer.indices && layer.weights && layer.bias && hT && (dweights || update) && dbias &&
+            dhT && loss && targets.indptr && targets.indices,
         "{}: a device pointer is null", kKernel);
+  if (update) {
+    check(update->weights == layer.weights,
+          "{}: the in-kernel update must write the layer's own weights", kKernel);
+    check(B <= kFusedTrainRows,
+          "{}: a batch of {} rows runs as several launches, so the weight update cannot be "
+          "applied in the kernel (at most {} rows); write the gradient and update after",
+          kKernel, B, kFusedTrainRows);
+    check(update->optimizer.state.first &&
+              (update->optimizer.scalars.kind == OptimizerKind::sgd ||
+               update->optimizer.state.second),
+          "{}: the in-kernel update's optimizer state is null", kKernel);
+  }
   check(targets.range.first >= 0 && targets.range.count >= 0 &&
             targets.range.count <= layer.shape.labels(),
         "{}: label range (first {}, count {}) must lie in [0, L_tail = {}] labels", kKernel,
@@ -67,6 +80,10 @@ void group_shared_fused_train(const GroupSharedDevice& layer, int64_t B, const b
     args.batch_begin = begin;
     args.batch_rows = static_cast<int>(std::min(kFusedTrainRows, B - begin));
     args.accumulate = begin > 0;
+    if (update) {
+      args.updated_weights = update->weights;
+      args.update = update->optimizer;
+    }
     HASTE_CUDA_CHECK(launch_gsff_fused_train(args, stream));
   }
 }

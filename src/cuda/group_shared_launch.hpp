@@ -33,13 +33,16 @@ cudaError_t launch_gsff_backward_inputs(const GroupSharedArgs& args, cudaStream_
 // batch rows per launch (one thread-block cluster of 32-row blocks); the host splits larger
 // batches and lets every launch after the first add to dweights. Every launch adds to dbias,
 // which the host clears first.
-constexpr int64_t kFusedTrainRows = 256;
 struct FusedTrainArgs {
   GroupSharedArgs layer;    // layer.B is the whole batch: the row stride of hT and dhT
   int64_t batch_begin = 0;  // rows batch_begin .. + batch_rows (a multiple of 16) of the batch
   int batch_rows = 0;
   float inv_batch = 0.f;    // 1 / layer.B: the loss is a mean over the whole batch
   bool accumulate = false;  // add to dweights instead of overwriting them
+  // Non-null: update these weights (layer.weights) with `update` instead of writing dweights
+  // (one launch for the whole batch, accumulate false).
+  bf16* updated_weights = nullptr;
+  InKernelUpdate update;
   TailTargetsDevice targets;
   double* loss = nullptr;
 };

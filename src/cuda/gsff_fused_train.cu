@@ -15,7 +15,9 @@
 //     batch slice each, so no two warps touch one element), warps 4-7 compute this block's
 //     partial dWg = dZg^T Hg (K = its 32 rows; bf16); after a cluster barrier, block r of the
 //     cluster sums slice r of every block's partials through distributed shared memory and
-//     writes dW once.
+//     writes dW once, or applies the optimizer update to those weights right there (the
+//     training step's update fused in: no dW in memory; its weights and state are prefetched
+//     into L2 at the start of the stage).
 // Floor (bench/NOTES.md, shape 1): 3 products of 22 GFLOP, 0.083 ms at the measured bf16 rate;
 // fused v4 is at 1.44 ms, latency-bound (ncu: 9.6 cycles per issued instruction, 16 warps).
 // The dZ tile is double-buffered. The logits team takes part in the gradient team's two
@@ -29,6 +31,7 @@
 
 #include "cuda/gsff_products.cuh"
 #include "cuda/gsff_tiling.cuh"
+#include "cuda/optimizer_element.cuh"
 
 namespace haste::cuda {
 namespace {
@@ -92,6 +95,11 @@ __device__ inline void cluster_arrive_relaxed() {
 }
 __device__ inline void cluster_wait() {
   asm volatile("barrier.cluster.wait.acquire.aligned;\n" ::: "memory");
+}
+
+// Asks for the 128-byte line holding p to be brought into L2 (a hint: no register waits).
+__device__ inline void prefetch_l2(const void* p) {
+  asm volatile("prefetch.global.L2 [%0];" ::"l"(p));
 }
 
 // The multi-function unit's approximations (flush-to-zero: no subnormal fix-ups).
@@ -420,7 +428,26 @@ __global__ void __launch_bounds__(kThreads, 1)
       const int groups = Stage::groups_in(stage, a.G);
       const int labels = groups * kG;
       named_sync<kHandOver, kThreads>();  // the logits team wrote the stage's dZ
-      cluster_wait();                     // every block has read the previous stage's partials
+      // This block's slice of the stage's dW (summed below) in pieces of 4 values (8 bytes), so
+      // that at g = 32, k = 64 every thread of the team takes one piece.
+      const int64_t first_label = stage * kLabels;
+      constexpr int kPieceValues = 4, kPiecesPerLabel = kK / kPieceValues;
+      const int pieces = labels * kPiecesPerLabel;
+      const int piece_begin = pieces * rank / ranks, piece_end = pieces * (rank + 1) / ranks;
+      auto element_of = [&](int q) {
+        return (first_label + q / kPiecesPerLabel) * kK + q % kPiecesPerLabel * kPieceValues;
+      };
+      if (f.updated_weights) {
+        // The update reads the slice's weights and optimizer state: fetched into L2 now, they
+        // arrive while the products below run.
+        for (int q = piece_begin + threadIdx.x - kTeamThreads; q < piece_end; q += kTeamThreads) {
+          const int64_t element = element_of(q);
+          prefetch_l2(f.updated_weights + element);
+          prefetch_l2(f.update.state.first + element);
+          if (f.update.state.second) prefetch_l2(f.update.state.second + element);
+        }
+      }
+      cluster_wait();  // every block has read the previous stage's partials
 
       if (team_warp < kInputWarps) {
         // The dh warps write nothing another block reads: arriving now lets the cluster
@@ -452,13 +479,9 @@ __global__ void __launch_bounds__(kThreads, 1)
       }
       cluster_wait();  // every block's partials are complete
 
-      // This block's slice of the stage's dW, 4 values (8 bytes) per thread at a time, so
-      // that at g = 32, k = 64 every thread of the team takes one piece: sums over ranks.
-      const int64_t first_label = stage * kLabels;
-      constexpr int kPieceValues = 4, kPiecesPerLabel = kK / kPieceValues;
-      const int pieces = labels * kPiecesPerLabel;
-      for (int q = pieces * rank / ranks + threadIdx.x - kTeamThreads;
-           q < pieces * (rank + 1) / ranks; q += kTeamThreads) {
+      // The slice's dW: sums over the ranks' partials, then stored, or (the batch's whole
+      // gradient, one launch) handed straight to the optimizer update.
+      for (int q = piece_begin + threadIdx.x - kTeamThreads; q < piece_end; q += kTeamThreads) {
         const int label = q / kPiecesPerLabel, slot = q % kPiecesPerLabel * kPieceValues;
         const size_t offset = partials.chunk_pointer(label, slot / 8) + slot % 8 - partials.base;
         uint2 parts[kMaxRanks];  // all remote loads in flight at once
@@ -466,14 +489,17 @@ __global__ void __launch_bounds__(kThreads, 1)
         for (int r = 0; r < kMaxRanks; ++r) {
           if (r < ranks) parts[r] = *reinterpret_cast<const uint2*>(rank_partials[r] + offset);
         }
+        const int64_t element = element_of(q);
         float sum[kPieceValues] = {0.f, 0.f, 0.f, 0.f};
-        uint2* out = reinterpret_cast<uint2*>(a.dweights + (first_label + label) * kK + slot);
-        if (f.accumulate) add_bf16x4(sum, *out);
+        if (f.accumulate) add_bf16x4(sum, *reinterpret_cast<const uint2*>(a.dweights + element));
 #pragma unroll
         for (int r = 0; r < kMaxRanks; ++r) {
           if (r < ranks) add_bf16x4(sum, parts[r]);
         }
-        *out = pack_bf16x4(sum);
+        if (f.updated_weights)
+          update_bf16x4(f.update, f.updated_weights, element, sum);
+        else
+          *reinterpret_cast<uint2*>(a.dweights + element) = pack_bf16x4(sum);
       }
       cluster_arrive_relaxed();
     }

@@ -156,6 +156,12 @@ void OptimizerGpu::update_rows(int handle, T* value, const Grad* grad, const int
                         static_cast<uint32_t>(handle), stream);
 }
 
+InKernelUpdate OptimizerGpu::in_kernel_update(int handle) {
+  Slot& s = slot(handle);
+  check_state(scalars_, s.state(), "in-kernel update");
+  return {scalars_, s.state(), rounding_key(scalars_, static_cast<uint32_t>(handle))};
+}
+
 void OptimizerGpu::remap_tail_slots(const GroupSharedShape& shape, const int32_t* source,
                                     cudaStream_t stream) {
   for (Slot& s : slots_) {

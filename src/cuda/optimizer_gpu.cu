@@ -4,32 +4,12 @@
 // 2 + 2 + 8 bytes in and 2 + 8 out per element, so the floor is those bytes over the HBM
 // bandwidth (the dense 670K x 768 head: 11 GB, ~3.5 ms on an H100). One thread per element,
 // grid-stride, consecutive threads on consecutive elements (coalesced); the arithmetic is the
-// CPU's (src/model/optimizer.cpp) in fp32, so fp32 parameters match it to rounding.
-#include "cuda/optimizer_launch.hpp"
+// CPU's (src/model/optimizer.cpp) in fp32 (optimizer_element.cuh), so fp32 parameters match it
+// to rounding.
+#include "cuda/optimizer_element.cuh"
 
 namespace haste::cuda {
 namespace {
-
-__device__ inline float to_float(float x) { return x; }
-__device__ inline float to_float(bf16 x) { return __bfloat162float(x); }
-
-__device__ inline void store(float* out, float x, uint64_t /*key*/, int64_t /*i*/) { *out = x; }
-__device__ inline void store(bf16* out, float x, uint64_t key, int64_t i) {
-  *out = stochastic_round_bf16(x, static_cast<uint32_t>(mix64(key ^ static_cast<uint64_t>(i))));
-}
-
-// One element's update in registers: the CPU's arithmetic (src/model/optimizer.cpp) in fp32.
-__device__ inline void update_value(const UpdateScalars& s, float g, float& w, float& m, float& v) {
-  if (s.kind == OptimizerKind::adamw) {
-    m = s.beta1 * m + (1 - s.beta1) * g;
-    v = s.beta2 * v + (1 - s.beta2) * g * g;
-    const float update = (m / s.correction1) / (sqrtf(v / s.correction2) + s.eps);
-    w -= s.lr * (update + s.weight_decay * w);
-  } else {
-    m = s.momentum * m + g + s.weight_decay * w;
-    w -= s.lr * m;
-  }
-}
 
 // Element i_value of the parameter and its state, from gradient element i_grad.
 template <typename T, typename Grad>
@@ -42,7 +22,7 @@ __device__ inline void update_element(const UpdateScalars& s, T* value, const Gr
   update_value(s, to_float(grad[i_grad]), w, m, v);
   state.first[i_value] = m;
   if (adam) state.second[i_value] = v;
-  store(value + i_value, w, key, i_value);
+  store_rounded(value + i_value, w, key, i_value);
 }
 
 // kPack consecutive values as one aligned load or store (16 or 32 bytes: LDG.128 / STG.128).
@@ -72,7 +52,7 @@ __global__ void dense_update_kernel(UpdateScalars s, T* value, const Grad* grad,
     for (int j = 0; j < kPack; ++j) {
       float wj = to_float(w.x[j]);
       update_value(s, to_float(g.x[j]), wj, m.x[j], v.x[j]);
-      store(&out.x[j], wj, key, p * kPack + j);
+      store_rounded(&out.x[j], wj, key, p * kPack + j);
     }
     values[p] = out;
     firsts[p] = m;

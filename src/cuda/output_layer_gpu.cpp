@@ -152,7 +152,8 @@ struct OutputLayerGpu::Impl {
     head_b = DeviceBuffer<float>(s.H);
     dhead_b = DeviceBuffer<float>(s.H);
     tail_w = DeviceBuffer<bf16>(slots * s.k);
-    dtail_w = DeviceBuffer<bf16>(tail_w.size());
+    // Batches the fused kernel cannot update in one launch go through the stored gradient.
+    if (batch > kFusedTrainRows) tail_weight_grad();
     tail_b = DeviceBuffer<float>(slots);
     dtail_b = DeviceBuffer<float>(slots);
     indices = DeviceBuffer<int32_t>(s.G * s.k);
@@ -175,6 +176,20 @@ struct OutputLayerGpu::Impl {
 
   void head_step(int64_t B, const bf16* hT, const LabelTargetsDevice& targets, float* dhT,
                  double* loss, cudaStream_t stream);
+  // Head and tail; the tail's weight gradient goes to dtail_w, or with `tail_update` straight
+  // into the tail weights' optimizer update inside the fused kernel.
+  void forward_backward(int64_t B, const bf16* hT, const LabelTargetsDevice& targets, float* dhT,
+                        double* loss, const FusedWeightUpdate* tail_update, cudaStream_t stream);
+  // The optimizer step of every parameter (after optimizer.begin_step) but the tail weights
+  // when the fused kernel updated them.
+  void update(bool tail_weights, cudaStream_t stream);
+
+  // The tail's weight gradient, allocated when first needed: a training step whose update runs
+  // in the fused kernel never writes it (the gradients' memory is then the biases' alone).
+  DeviceBuffer<bf16>& tail_weight_grad() {
+    if (dtail_w.size() != tail_w.size()) dtail_w = DeviceBuffer<bf16>(tail_w.size());
+    return dtail_w;
+  }
 
   GroupSharedDevice tail_device() const {
     return {shape.tail(), indices.data(), tail_w.data(), tail_b.data()};
@@ -378,39 +393,61 @@ void OutputLayerGpu::Impl::head_step(int64_t B, const bf16* hT, const LabelTarge
       launch_add_slices(dh, dh_partials.data(), B * d_h, static_cast<int>(slices), stream));
 }
 
-void OutputLayerGpu::forward_backward(int64_t B, const bf16* hT, const LabelTargetsDevice& targets,
-                                      float* dhT, double* loss, cudaStream_t stream) {
-  Impl& m = *impl_;
-  check(B > 0 && B <= m.max_batch && B % 16 == 0,
-        "GPU output layer: batch of {} rows; it takes a multiple of 16 up to {}", B, m.max_batch);
+void OutputLayerGpu::Impl::forward_backward(int64_t B, const bf16* hT,
+                                            const LabelTargetsDevice& targets, float* dhT,
+                                            double* loss, const FusedWeightUpdate* tail_update,
+                                            cudaStream_t stream) {
+  check(B > 0 && B <= max_batch && B % 16 == 0,
+        "GPU output layer: batch of {} rows; it takes a multiple of 16 up to {}", B, max_batch);
   check(hT && dhT && loss && targets.indptr && targets.indices,
         "GPU output layer: a device pointer is null");
   check(targets.nnz >= 0, "GPU output layer: negative target count {}", targets.nnz);
-  if (m.shape.H > 0) {
-    if (static_cast<int64_t>(m.positive_dz.size()) < targets.nnz) {
-      m.positive_dz = DeviceBuffer<float>(std::max<int64_t>(targets.nnz, 2 * m.positive_dz.size()));
+  if (shape.H > 0) {
+    if (static_cast<int64_t>(positive_dz.size()) < targets.nnz) {
+      positive_dz = DeviceBuffer<float>(std::max<int64_t>(targets.nnz, 2 * positive_dz.size()));
     }
-    m.head_step(B, hT, targets, dhT, loss, stream);
+    head_step(B, hT, targets, dhT, loss, stream);
   }
-  if (m.shape.G > 0) {
+  if (shape.G > 0) {
     const TailTargetsDevice tail_targets{
-        targets.indptr, targets.indices, targets.values, {m.shape.H, m.shape.L_tail}};
-    group_shared_fused_train(m.tail_device(), B, hT, tail_targets, m.dtail_w.data(),
-                             m.dtail_b.data(), dhT, loss, stream);
+        targets.indptr, targets.indices, targets.values, {shape.H, shape.L_tail}};
+    bf16* dweights = tail_update ? nullptr : tail_weight_grad().data();
+    group_shared_fused_train(tail_device(), B, hT, tail_targets, dweights, dtail_b.data(), dhT,
+                             loss, stream, tail_update);
   }
+}
+
+void OutputLayerGpu::Impl::update(bool tail_weights, cudaStream_t stream) {
+  if (shape.H > 0) {
+    optimizer.update(head_w_slot, head_w.data(), dhead_w.data(), stream);
+    optimizer.update(head_b_slot, head_b.data(), dhead_b.data(), stream);
+  }
+  if (shape.G > 0) {
+    if (tail_weights) optimizer.update(tail_w_slot, tail_w.data(), dtail_w.data(), stream);
+    optimizer.update(tail_b_slot, tail_b.data(), dtail_b.data(), stream);
+  }
+}
+
+void OutputLayerGpu::forward_backward(int64_t B, const bf16* hT, const LabelTargetsDevice& targets,
+                                      float* dhT, double* loss, cudaStream_t stream) {
+  impl_->forward_backward(B, hT, targets, dhT, loss, nullptr, stream);
 }
 
 void OutputLayerGpu::update(double lr, cudaStream_t stream) {
   Impl& m = *impl_;
   m.optimizer.begin_step(lr);
-  if (m.shape.H > 0) {
-    m.optimizer.update(m.head_w_slot, m.head_w.data(), m.dhead_w.data(), stream);
-    m.optimizer.update(m.head_b_slot, m.head_b.data(), m.dhead_b.data(), stream);
-  }
-  if (m.shape.G > 0) {
-    m.optimizer.update(m.tail_w_slot, m.tail_w.data(), m.dtail_w.data(), stream);
-    m.optimizer.update(m.tail_b_slot, m.tail_b.data(), m.dtail_b.data(), stream);
-  }
+  m.update(true, stream);
+}
+
+void OutputLayerGpu::train_step(int64_t B, const bf16* hT, const LabelTargetsDevice& targets,
+                                float* dhT, double* loss, double lr, cudaStream_t stream) {
+  Impl& m = *impl_;
+  m.optimizer.begin_step(lr);
+  const bool in_kernel = m.shape.G > 0 && B <= kFusedTrainRows;
+  FusedWeightUpdate tail_update;
+  if (in_kernel) tail_update = {m.tail_w.data(), m.optimizer.in_kernel_update(m.tail_w_slot)};
+  m.forward_backward(B, hT, targets, dhT, loss, in_kernel ? &tail_update : nullptr, stream);
+  m.update(!in_kernel, stream);
 }
 
 void OutputLayerGpu::predict_topk(int64_t B, const bf16* hT, TopKGpu& topk,

@@ -76,9 +76,18 @@ struct BenchLayer {
     HASTE_CUDA_CHECK(cudaDeviceSynchronize());
   }
 
-  void forward_backward(cudaStream_t stream) {
+  void clear(cudaStream_t stream) {
     HASTE_CUDA_CHECK(cudaMemsetAsync(loss.data(), 0, sizeof(double), stream));
     HASTE_CUDA_CHECK(cudaMemsetAsync(dhT.data(), 0, dhT.size() * sizeof(float), stream));
+  }
+  // The training step as the trainer runs it (the tail weights' update in the fused kernel).
+  void step(cudaStream_t stream) {
+    clear(stream);
+    layer.train_step(B, hT.data(), targets, dhT.data(), loss.data(), lr, stream);
+  }
+  // Its two parts run apart (the unfused step): gradients written, then every update.
+  void forward_backward(cudaStream_t stream) {
+    clear(stream);
     layer.forward_backward(B, hT.data(), targets, dhT.data(), loss.data(), stream);
   }
   void update(cudaStream_t stream) { layer.update(lr, stream); }
@@ -86,7 +95,8 @@ struct BenchLayer {
 
 // Fills the timings and memory of `result` from GPU 0's layer and timer runs.
 void record(TrainBenchResult& result, const cuda::Timing& step, double forward_backward_ms,
-            double update_ms, int64_t peak, const BenchLayer& bench) {
+            double update_ms, int64_t peak, const cuda::OutputLayerMemory& memory,
+            const BenchLayer& bench) {
   result.peak_mem_bytes = peak;
   result.median_ms = step.median_ms;
   result.p10_ms = step.p10_ms;
@@ -95,7 +105,6 @@ void record(TrainBenchResult& result, const cuda::Timing& step, double forward_b
   result.forward_backward_ms = forward_backward_ms;
   result.update_ms = update_ms;
   result.loss = bench.loss.download()[0];
-  const cuda::OutputLayerMemory memory = bench.layer.memory();
   result.output_layer_bytes = memory.output_layer_bytes();
   result.memory_parts = memory.parts();
 }
@@ -118,14 +127,14 @@ void run_one_gpu(TrainBenchResult& result, const TrainBenchOptions& options) {
   BenchLayer bench(shape, c, options, random_targets(c.B, c.L, options.positives, options.seed),
                    options.seed);
   cuda::EventTimer timer;
-  const cuda::Timing timing = timer.time(options.runs, [&] {
-    bench.forward_backward(nullptr);
-    bench.update(nullptr);
-  });
+  const cuda::Timing timing = timer.time(options.runs, [&] { bench.step(nullptr); });
+  // Every allocation of the step is made before or in its first run, so what is in use now is
+  // its peak (the parts timed next allocate the tail's weight gradient, which the step lacks).
+  const int64_t peak = free_before - device_free_bytes();
+  const cuda::OutputLayerMemory memory = bench.layer.memory();
   const double fb = timer.time(options.runs, [&] { bench.forward_backward(nullptr); }).median_ms;
   const double update = timer.time(options.runs, [&] { bench.update(nullptr); }).median_ms;
-  // Every allocation is made before or in the first step, so what is in use now is the peak.
-  record(result, timing, fb, update, free_before - device_free_bytes(), bench);
+  record(result, timing, fb, update, peak, memory, bench);
 }
 
 // The batch's targets (model ids of the whole layer) in `shard`'s label ids, others left out.
@@ -164,24 +173,33 @@ void run_sharded(TrainBenchResult& result, const TrainBenchOptions& options) {
         BenchLayer bench(whole.part(shards[r]), c, options,
                          shard_targets(targets, whole, shards[r]), options.seed + r);
         const cudaStream_t stream = comm.stream();
-        auto forward_backward = [&] {
-          bench.forward_backward(stream);
+        auto all_reduce = [&] {
           comm.all_reduce(std::span<float>(bench.dhT.data(), bench.dhT.size()));
         };
         cuda::EventTimer timer;
         const cuda::Timing timing = timer.time(
             options.runs,
             [&] {
-              forward_backward();
-              bench.update(stream);
+              bench.step(stream);
+              all_reduce();
             },
             stream);
-        const double fb = timer.time(options.runs, forward_backward, stream).median_ms;
+        const int64_t peak = free_before - device_free_bytes();  // as in run_one_gpu
+        const cuda::OutputLayerMemory memory = bench.layer.memory();
+        const double fb = timer
+                              .time(
+                                  options.runs,
+                                  [&] {
+                                    bench.forward_backward(stream);
+                                    all_reduce();
+                                  },
+                                  stream)
+                              .median_ms;
         const double update = timer
                                   .time(
                                       options.runs, [&] { bench.update(stream); }, stream)
                                   .median_ms;
-        if (r == 0) record(result, timing, fb, update, free_before - device_free_bytes(), bench);
+        if (r == 0) record(result, timing, fb, update, peak, memory, bench);
       } catch (...) {
         failures[r] = std::current_exception();
         for (auto& other : comms) other->abort();

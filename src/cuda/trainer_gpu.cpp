@@ -1,9 +1,10 @@
 // The training loop on the GPU (include/haste/trainer_device.hpp): Trainer::fit's loop with the
 // step on the device. Per step, on one compute stream:
 //   batch (uploaded while the previous step ran) -> EncoderGpu::forward -> h, hT
-//   OutputLayerGpu::forward_backward (head GEMMs + fused tail; loss into one device double,
-//   gradient of h into dhT) -> EncoderGpu::backward -> updates (encoder: OptimizerGpu, lazy
-//   rows for a sparse input layer; output layer: its own OptimizerGpu)
+//   OutputLayerGpu::train_step (head GEMMs + fused tail; loss into one device double,
+//   gradient of h into dhT; the output layer's update, the tail weights' inside the fused
+//   kernel) -> EncoderGpu::backward -> the encoder's update (OptimizerGpu, lazy rows for a
+//   sparse input layer)
 // DST rewires the tail through the host when due (OutputLayerGpu::rewire_tail).
 // The host waits only for the progress line every kProgressSteps steps and at the epoch's end,
 // where the test set is ranked on the device (fused top-k) and the model and optimizer state
@@ -180,14 +181,13 @@ void fit_on_gpu(Trainer& trainer, Model& model, const Dataset& train, const Data
       const int64_t step = state.steps_done;
       const cuda::LabelTargetsDevice targets{device_batch.label_indptr, device_batch.label_indices,
                                              nullptr, device_batch.label_nnz};
-      encoder.forward(device_batch, dropout ? dropout_seed(config.seed, step) : no_dropout, stream);
-      output.forward_backward(device_batch.B, encoder.hT(), targets, encoder.dhT(), loss.data(),
-                              stream);
-      encoder.backward(device_batch, stream);
       report.learning_rate =
           config.optimizer.schedule.lr_at(config.optimizer.lr, step, total_steps);
+      encoder.forward(device_batch, dropout ? dropout_seed(config.seed, step) : no_dropout, stream);
+      output.train_step(device_batch.B, encoder.hT(), targets, encoder.dhT(), loss.data(),
+                        report.learning_rate, stream);
+      encoder.backward(device_batch, stream);
       encoder_update.step(report.learning_rate, encoder, stream);
-      output.update(report.learning_rate, stream);
       state.steps_done = step + 1;
       if (batch + 1 < per_epoch) uploader.stage(train, rows_of(batch + 1));
       if (config.dst.due(state.steps_done, total_steps)) {

@@ -3,9 +3,9 @@
 // holds shard r of split_labels(H, G, N): an OutputLayerGpu of its head labels and tail groups
 // with their optimizer state. Per step, on every rank's stream:
 //   batch (the same rows on every GPU) -> EncoderGpu::forward (replicated: the same h on every
-//   GPU) -> OutputLayerGpu::forward_backward of the rank's labels (its share of dhT and of the
-//   loss) -> NCCL all-reduce of dhT -> EncoderGpu::backward and the encoder's update (the same
-//   on every GPU) -> the shard's output-layer update
+//   GPU) -> OutputLayerGpu::train_step of the rank's labels (its share of dhT and of the
+//   loss, and the shard's update) -> NCCL all-reduce of dhT -> EncoderGpu::backward and the
+//   encoder's update (the same on every GPU)
 // The encoder is replicated for the reason src/model/output_shards.hpp gives; its copies are
 // re-uploaded from rank 0's at every epoch start, so any drift between GPUs lasts an epoch.
 // At each epoch's end every shard's rows (and rank 0's encoder) come back to the host model
@@ -157,18 +157,17 @@ void fit_on_gpus(Trainer& trainer, Model& model, const Dataset& train, const Dat
       for (int64_t batch = 0; batch < per_epoch; ++batch) {
         const cuda::DeviceBatch device_batch = rank.uploader->acquire(stream);
         const int64_t step = state.steps_done + batch;
+        const double lr = config.optimizer.schedule.lr_at(config.optimizer.lr, step, total_steps);
         rank.encoder->forward(device_batch, dropout ? dropout_seed(config.seed, step) : no_dropout,
                               stream);
-        rank.output->forward_backward(device_batch.B, rank.encoder->hT(),
-                                      {device_batch.label_indptr, device_batch.label_indices,
-                                       nullptr, device_batch.label_nnz},
-                                      rank.encoder->dhT(), rank.loss.data(), stream);
+        rank.output->train_step(device_batch.B, rank.encoder->hT(),
+                                {device_batch.label_indptr, device_batch.label_indices, nullptr,
+                                 device_batch.label_nnz},
+                                rank.encoder->dhT(), rank.loss.data(), lr, stream);
         comm.all_reduce(std::span<float>(
             rank.encoder->dhT(), static_cast<size_t>(device_batch.B * rank.encoder->output_dim())));
         rank.encoder->backward(device_batch, stream);
-        const double lr = config.optimizer.schedule.lr_at(config.optimizer.lr, step, total_steps);
         rank.encoder_update->step(lr, *rank.encoder, stream);
-        rank.output->update(lr, stream);
         if (batch + 1 < per_epoch) rank.uploader->stage(train, rows_of(batch + 1));
         if ((batch + 1) % kProgressSteps == 0 || batch + 1 == per_epoch) {
           HASTE_CUDA_CHECK(cudaMemcpyAsync(rank.loss_total.data(), rank.loss.data(), sizeof(double),

@@ -4,13 +4,16 @@
 //    to a random start), for HASTE with and without private features, a head-less tail and the
 //    dense layer (every label in the head; one large enough for the split dh product);
 //  - one whole training step (gradients + SGD update with stochastic rounding) against
-//    Model::compute_gradients + Optimizer::step, the weights moving through upload/download.
+//    Model::compute_gradients + Optimizer::step, the weights moving through upload/download;
+//  - train_step (the tail weights' update inside the fused kernel) against forward_backward +
+//    update of the same layer.
 // bf16 operands: bounds of METHOD.md (1e-2); the loss 5e-3 (the head's logits are bf16).
 // Skipped without a GPU.
 #include <cuda_bf16.h>
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cstring>
 #include <haste/cuda/device_buffer.hpp>
 #include <haste/cuda/output_layer_gpu.hpp>
 #include <haste/optimizer.hpp>
@@ -237,6 +240,80 @@ TEST(OutputLayerGpuStep, MatchesTheCpuModelAndOptimizer) {
   EXPECT_TRUE(std::equal(after.tail().indices.begin(), after.tail().indices.end(),
                          model.tail().indices.begin()));
 }
+
+
+// train_step against forward_backward + update on two copies of one random layer, for AdamW
+// and SGD, at batches the fused kernel updates itself (B <= 256) and one it does not. After the
+// first step the tail weights agree bit for bit (the kernel's dW sum has a fixed order and the
+// update draws the same rounding bits from the same bf16 gradient); the loss, dh and the other
+// parameters, and every parameter after further steps, to float summation order (dbias, dh and
+// the loss are summed with atomics).
+class OutputLayerGpuTrainStep
+    : public ::testing::TestWithParam<std::tuple<int64_t, OptimizerKind>> {};
+
+TEST_P(OutputLayerGpuTrainStep, EqualsForwardBackwardThenUpdate) {
+  HASTE_REQUIRE_GPU();
+  const auto [B, kind] = GetParam();
+  const cuda::OutputLayerShape shape = cuda::OutputLayerShape::haste(96, 3000, 200, 32, 64);
+  OptimizerConfig optimizer;
+  optimizer.kind = kind;
+  optimizer.lr = 0.05;
+  cuda::OutputLayerGpu fused(shape, optimizer, B, 5), unfused(shape, optimizer, B, 5);
+  fused.randomize(3);
+  unfused.randomize(3);
+  test_util::RandomTensors random(static_cast<uint64_t>(B));
+  const CsrMatrix targets = random.sparse_targets(B, shape.labels(), 0.002);
+  DeviceBuffer<int64_t> indptr(targets.indptr);
+  DeviceBuffer<int32_t> indices(targets.indices.empty() ? std::vector<int32_t>{0}
+                                                        : targets.indices);
+  const cuda::LabelTargetsDevice device_targets{indptr.data(), indices.data(), nullptr,
+                                                targets.nnz()};
+  std::vector<bf16> hT;
+  for (float x : random.tensor<float>(shape.d * B)) hT.push_back(__float2bfloat16(x));
+  const DeviceBuffer<bf16> d_ht(hT);
+  const int64_t weights = shape.G * shape.g * shape.k;
+
+  for (int step = 0; step < 3; ++step) {
+    DeviceBuffer<float> dht_fused(std::vector<float>(shape.d * B, 0.f));
+    DeviceBuffer<float> dht_unfused(std::vector<float>(shape.d * B, 0.f));
+    DeviceBuffer<double> loss_fused(std::vector<double>{0.0});
+    DeviceBuffer<double> loss_unfused(std::vector<double>{0.0});
+    poison(fused.tail_weight_grad(), fused.tail_weight_grad() ? weights : 0);
+    fused.train_step(B, d_ht.data(), device_targets, dht_fused.data(), loss_fused.data(),
+                     optimizer.lr, nullptr);
+    unfused.forward_backward(B, d_ht.data(), device_targets, dht_unfused.data(),
+                             loss_unfused.data(), nullptr);
+    unfused.update(optimizer.lr, nullptr);
+    HASTE_CUDA_CHECK(cudaDeviceSynchronize());
+    const double loss = loss_unfused.download()[0];
+    EXPECT_NEAR(loss_fused.download()[0], loss, 1e-6 * std::abs(loss)) << "step " << step;
+    EXPECT_LT(relative_error(to_double(dht_fused.download()), to_double(dht_unfused.download())),
+              1e-5)
+        << "dh, step " << step;
+    const std::vector<bf16> tail_fused = download(fused.tail_weight(), weights);
+    const std::vector<bf16> tail_unfused = download(unfused.tail_weight(), weights);
+    if (step == 0) {
+      EXPECT_EQ(0, std::memcmp(tail_fused.data(), tail_unfused.data(), weights * sizeof(bf16)))
+          << "tail weights after the first step";
+    }
+    EXPECT_LT(relative_error(to_double(tail_fused), to_double(tail_unfused)), 1e-3)
+        << "tail weights, step " << step;
+    EXPECT_LT(relative_error(to_double(download(fused.head_weight(), shape.H * shape.d_head())),
+                             to_double(download(unfused.head_weight(), shape.H * shape.d_head()))),
+              1e-3)
+        << "head weights, step " << step;
+    EXPECT_LT(relative_error(to_double(download(fused.tail_bias(), shape.G * shape.g)),
+                             to_double(download(unfused.tail_bias(), shape.G * shape.g))),
+              1e-3)
+        << "tail bias, step " << step;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Batches, OutputLayerGpuTrainStep,
+                         ::testing::Combine(::testing::Values(int64_t{64}, int64_t{256},
+                                                              int64_t{320}),
+                                            ::testing::Values(OptimizerKind::adamw,
+                                                              OptimizerKind::sgd)));
 
 }  // namespace
 }  // namespace haste

@@ -57,6 +57,11 @@ class OptimizerGpu {
   void update_rows(int handle, T* value, const Grad* grad, const int32_t* rows,
                    const int32_t* row_count, int64_t max_rows, cudaStream_t stream);
 
+  // The current step's update of a bf16 parameter, for a kernel that applies it as it
+  // computes the gradient (include/haste/cuda/optimizer_update.hpp). Replaces update() of
+  // that parameter for this step.
+  InKernelUpdate in_kernel_update(int handle);
+
   // DST: moves the tail's state (the parameter named "tail.weight") with its slots.
   void remap_tail_slots(const GroupSharedShape& shape, const int32_t* source, cudaStream_t stream);
 

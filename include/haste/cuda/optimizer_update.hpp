@@ -34,6 +34,16 @@ struct OptimizerStateDevice {
   float* second = nullptr;
 };
 
+// An update that the kernel computing a bf16 parameter's gradient applies itself as each
+// gradient value is complete (the fused tail kernel), so that the gradient never goes through
+// memory: the same arithmetic, state and rounding draws as optimizer_update of that parameter
+// with the gradient rounded to bf16. From OptimizerGpu::in_kernel_update.
+struct InKernelUpdate {
+  UpdateScalars scalars;
+  OptimizerStateDevice state;
+  uint64_t rounding_key = 0;  // the step's key for this parameter; elements mix in their index
+};
+
 // Dense update of n elements. `stream_id` tells parameters apart in the rounding hash.
 // T (value) in {float, bf16}; Grad in {float, bf16}.
 template <typename T, typename Grad>

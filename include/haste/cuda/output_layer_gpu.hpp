@@ -4,7 +4,8 @@
 //                                 targets), dW_head = dz^T h_head, db = column sums of dz,
 //                                 dh_head += dz W_head (cuBLAS)
 //   tail (group-shared, G*g slots): group_shared_fused_train (logits never reach memory)
-//   update: OptimizerGpu (bf16 weights with stochastic rounding, fp32 biases and state).
+//   update: OptimizerGpu (bf16 weights with stochastic rounding, fp32 biases and state); in
+//           train_step the tail weights' update runs inside the fused kernel.
 // The DENSE output layer (the quality baseline) is the same class with every label in the head.
 //
 // Same model as the CPU (include/haste/model.hpp): model label ids (head first, then tail slots
@@ -129,6 +130,13 @@ class OutputLayerGpu {
                         double* loss, cudaStream_t stream);
   // One optimizer update from the last forward_backward's gradients at learning rate `lr`.
   void update(double lr, cudaStream_t stream);
+  // The training step: forward_backward, then update at `lr`, with the same result, except
+  // that for B <= kFusedTrainRows the tail weights are updated inside the fused kernel as
+  // their gradient is complete (include/haste/cuda/group_shared_fused.hpp): the tail's weight
+  // gradient is then never written (tail_weight_grad() does not hold it) and the update's
+  // memory traffic overlaps the kernel's work.
+  void train_step(int64_t B, const bf16* hT, const LabelTargetsDevice& targets, float* dhT,
+                  double* loss, double lr, cudaStream_t stream);
 
   // The `topk.k()` best labels of each of B rows of hT (B <= max_batch, any B >= 1) into
   // scores / labels [B, k] (device, best first): the head's logits by cuBLAS, the tail's fused
@@ -151,7 +159,8 @@ class OutputLayerGpu {
   OutputLayerMemory memory() const;
   OptimizerGpu& optimizer();
 
-  // Device tensors (bf16 weights and gradients, fp32 biases), for tests and DST.
+  // Device tensors (bf16 weights and gradients, fp32 biases), for tests and DST. The tail's
+  // weight gradient is allocated by the first forward_backward (null before).
   bf16* head_weight();
   float* head_bias();
   bf16* tail_weight();
