@@ -16,8 +16,8 @@
 //     partial dWg = dZg^T Hg (K = its 32 rows; bf16); after a cluster barrier, block r of the
 //     cluster sums slice r of every block's partials through distributed shared memory and
 //     writes dW once, or applies the optimizer update to those weights right there (the
-//     training step's update fused in: no dW in memory; its weights and state are prefetched
-//     into L2 at the start of the stage).
+//     training step's update fused in: no dW in memory; a thread's weights and optimizer
+//     state are loaded before the cluster barrier that precedes the sums).
 // Floor (bench/NOTES.md, shape 1): 3 products of 22 GFLOP, 0.083 ms at the measured bf16 rate;
 // fused v4 is at 1.44 ms, latency-bound (ncu: 9.6 cycles per issued instruction, 16 warps).
 // The dZ tile is double-buffered. The logits team takes part in the gradient team's two
@@ -95,11 +95,6 @@ __device__ inline void cluster_arrive_relaxed() {
 }
 __device__ inline void cluster_wait() {
   asm volatile("barrier.cluster.wait.acquire.aligned;\n" ::: "memory");
-}
-
-// Asks for the 128-byte line holding p to be brought into L2 (a hint: no register waits).
-__device__ inline void prefetch_l2(const void* p) {
-  asm volatile("prefetch.global.L2 [%0];" ::"l"(p));
 }
 
 // The multi-function unit's approximations (flush-to-zero: no subnormal fix-ups).
@@ -437,16 +432,6 @@ __global__ void __launch_bounds__(kThreads, 1)
       auto element_of = [&](int q) {
         return (first_label + q / kPiecesPerLabel) * kK + q % kPiecesPerLabel * kPieceValues;
       };
-      if (f.updated_weights) {
-        // The update reads the slice's weights and optimizer state: fetched into L2 now, they
-        // arrive while the products below run.
-        for (int q = piece_begin + threadIdx.x - kTeamThreads; q < piece_end; q += kTeamThreads) {
-          const int64_t element = element_of(q);
-          prefetch_l2(f.updated_weights + element);
-          prefetch_l2(f.update.state.first + element);
-          if (f.update.state.second) prefetch_l2(f.update.state.second + element);
-        }
-      }
       cluster_wait();  // every block has read the previous stage's partials
 
       if (team_warp < kInputWarps) {
@@ -477,11 +462,17 @@ __global__ void __launch_bounds__(kThreads, 1)
         // these warps issue no global writes of their own before it (dbias: logits team).
         cluster_arrive_release();
       }
+      // The update of this thread's first piece needs its weights and optimizer state: loaded
+      // now, they arrive while the cluster meets (at g = 32, k = 64 every thread has one piece).
+      const int first_piece = piece_begin + threadIdx.x - kTeamThreads;
+      Bf16x4Operands first_operands;
+      if (f.updated_weights && first_piece < piece_end)
+        first_operands = load_bf16x4(f.update, f.updated_weights, element_of(first_piece));
       cluster_wait();  // every block's partials are complete
 
       // The slice's dW: sums over the ranks' partials, then stored, or (the batch's whole
       // gradient, one launch) handed straight to the optimizer update.
-      for (int q = piece_begin + threadIdx.x - kTeamThreads; q < piece_end; q += kTeamThreads) {
+      for (int q = first_piece; q < piece_end; q += kTeamThreads) {
         const int label = q / kPiecesPerLabel, slot = q % kPiecesPerLabel * kPieceValues;
         const size_t offset = partials.chunk_pointer(label, slot / 8) + slot % 8 - partials.base;
         uint2 parts[kMaxRanks];  // all remote loads in flight at once
@@ -496,8 +487,12 @@ __global__ void __launch_bounds__(kThreads, 1)
         for (int r = 0; r < kMaxRanks; ++r) {
           if (r < ranks) add_bf16x4(sum, parts[r]);
         }
-        if (f.updated_weights)
-          update_bf16x4(f.update, f.updated_weights, element, sum);
+        if (f.updated_weights) {
+          update_bf16x4(f.update,
+                        q == first_piece ? first_operands
+                                         : load_bf16x4(f.update, f.updated_weights, element),
+                        sum, f.updated_weights, element);
+        }
         else
           *reinterpret_cast<uint2*>(a.dweights + element) = pack_bf16x4(sum);
       }

@@ -55,8 +55,8 @@ UpdateScalars UpdateScalars::of(const OptimizerConfig& config, double lr, int64_
           .eps = static_cast<float>(config.eps),
           .weight_decay = static_cast<float>(config.weight_decay),
           .momentum = static_cast<float>(config.momentum),
-          .correction1 = static_cast<float>(1.0 - std::pow(config.beta1, t)),
-          .correction2 = static_cast<float>(1.0 - std::pow(config.beta2, t)),
+          .inv_correction1 = static_cast<float>(1.0 / (1.0 - std::pow(config.beta1, t))),
+          .inv_sqrt_correction2 = static_cast<float>(1.0 / std::sqrt(1.0 - std::pow(config.beta2, t))),
           .seed = seed,
           .step = step};
 }

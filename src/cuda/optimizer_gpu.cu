@@ -5,7 +5,7 @@
 // bandwidth (the dense 670K x 768 head: 11 GB, ~3.5 ms on an H100). One thread per element,
 // grid-stride, consecutive threads on consecutive elements (coalesced); the arithmetic is the
 // CPU's (src/model/optimizer.cpp) in fp32 (optimizer_element.cuh), so fp32 parameters match it
-// to rounding.
+// to a few ulp.
 #include "cuda/optimizer_element.cuh"
 
 namespace haste::cuda {

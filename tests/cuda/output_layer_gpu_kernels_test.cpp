@@ -129,6 +129,10 @@ TEST_P(OutputLayerGpuGradients, MatchTheCpuOutputLayer) {
     upload(gpu.tail_bias(), cpu.tail.bias);
     upload(gpu.tail_indices(), cpu.tail.indices);
   }
+  // A first pass allocates the tail's weight gradient (made when first written), so that it
+  // can be poisoned like the others before the pass under test.
+  DeviceBuffer<float> scratch(std::vector<float>(B * d, 0.f));
+  forward_backward(gpu, B, transpose_bf16(h, B, d), targets, scratch);
   poison(gpu.head_weight_grad(), cpu.dhead_weight.size());
   poison(gpu.head_bias_grad(), cpu.dhead_bias.size());
   poison(gpu.tail_weight_grad(), cpu.dtail_weight.size());

@@ -1,5 +1,6 @@
 // The optimizers of include/haste/optimizer.hpp on the GPU (issue 6, DESIGN.md 8): AdamW and SGD
-// with momentum, the same arithmetic and OptimizerConfig, on device parameters that are
+// with momentum, the same OptimizerConfig and arithmetic (AdamW's divisions by a fast one: a few
+// ulp apart), on device parameters that are
 //   fp32 (the encoder), or
 //   bf16 with STOCHASTIC ROUNDING (the output layer: no fp32 master copy, the reference
 //   implementation's choice): w_new = SR(w + update), where SR rounds the fp32 result up or down
