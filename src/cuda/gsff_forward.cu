@@ -3,13 +3,15 @@
 // Tiling: a thread block owns one batch tile of 64 rows and a range of groups. It copies its
 // slice of hT ([d, 64], at most 128 KB) into shared memory once; the gather Hg = h[:, idx[G]]
 // is then free, because ldmatrix takes one row address per lane and each row is simply the
-// feature idx[G][j]. Groups stream through a 4-deep cp.async pipeline (weights + indices of a
+// feature idx[G][j]. Groups stream through a 3- or 4-deep cp.async pipeline (weights + indices of a
 // few groups per stage), and each warp computes 16 batch rows x some labels of a stage with
 // mma.m16n8k16 (M = batch, N = labels, K = fan-in) and adds the bias in fp32. The stage's
 // z tile ([64 rows][stage labels] bf16) goes through shared memory (two buffers) and leaves
 // as whole 16-byte pieces of z rows, one stage later: written straight from the fragments,
 // each store covered 16-byte pieces of 8 rows (v4).
 // Floor (shape 1 of bench/NOTES.md): read W once (86 MB) and write z once (343 MB).
+#include <type_traits>
+
 #include "cuda/gsff_products.cuh"
 #include "cuda/gsff_tiling.cuh"
 
@@ -19,27 +21,42 @@ namespace {
 constexpr int kWarps = 16;
 constexpr int kThreads = kWarps * kWarpSize;
 constexpr int kBatchTile = 64;
-constexpr int kStages = 4;
 constexpr int kBatchChunks = kBatchTile / 8;
 
-template <int kG, int kK>
-using ForwardStage = GroupStage<kG, kK, 4096>;
-
-template <int kG, int kK>
-__host__ __device__ constexpr size_t z_tile_bytes() {
-  return kBatchTile * ForwardStage<kG, kK>::kLabels * 2;
+// Shared memory at this (g, k, d) with stages of kWeights weights, kDepth of them in flight:
+// the hT slice, the pipeline's buffers and two z tiles.
+template <int kG, int kK, int kWeights, int kDepth>
+__host__ __device__ constexpr size_t forward_bytes(int64_t d) {
+  using Stage = GroupStage<kG, kK, kWeights>;
+  return static_cast<size_t>(d) * kBatchTile * 2 + kDepth * Stage::kBufferBytes +
+         2 * kBatchTile * Stage::kLabels * 2;
 }
+// A stage size and pipeline depth. Every stage costs a barrier and a round of latencies, so
+// larger stages spend less per weight (shape 1 of bench/NOTES.md: 0.45 -> 0.30 ms).
+template <int kG, int kK, int kWeightsPerStage, int kPipelineDepth>
+struct ForwardPlan {
+  static constexpr int kDepth = kPipelineDepth;
+  using Stage = GroupStage<kG, kK, kWeightsPerStage>;
+  static constexpr size_t shared_bytes(int64_t d) {
+    return forward_bytes<kG, kK, kWeightsPerStage, kPipelineDepth>(d);
+  }
+};
+// Stages of 8192 weights where they fit at d = 768 (a 4-deep, else a 3-deep pipeline); the
+// small plan (4096 weights, 4 deep) where not, and for wider d.
+constexpr size_t kForwardSharedBytes = 227 * 1024;
 template <int kG, int kK>
-constexpr size_t forward_shared_bytes(int64_t d) {
-  using Stage = ForwardStage<kG, kK>;
-  return static_cast<size_t>(d) * kBatchTile * 2 + kStages * Stage::kBufferBytes +
-         2 * z_tile_bytes<kG, kK>();
-}
+using SmallForwardPlan = ForwardPlan<kG, kK, 4096, 4>;
+template <int kG, int kK>
+using LargeForwardPlan = std::conditional_t<
+    forward_bytes<kG, kK, 8192, 4>(768) <= kForwardSharedBytes, ForwardPlan<kG, kK, 8192, 4>,
+    std::conditional_t<forward_bytes<kG, kK, 8192, 3>(768) <= kForwardSharedBytes,
+                       ForwardPlan<kG, kK, 8192, 3>, SmallForwardPlan<kG, kK>>>;
 
-template <int kG, int kK>
+template <int kG, int kK, typename Plan>
 __global__ void __launch_bounds__(kThreads)
     gsff_forward_kernel(GroupSharedArgs a, int batch_tiles, int64_t stages) {
-  using Stage = ForwardStage<kG, kK>;
+  using Stage = typename Plan::Stage;
+  constexpr int kStages = Plan::kDepth;
   using Item = LogitItem<Stage::kGroups, kG, kBatchTile / 16, kWarps>;
 
   extern __shared__ __align__(128) uint8_t shared[];
@@ -49,7 +66,7 @@ __global__ void __launch_bounds__(kThreads)
   using ZTile = SwizzledTile<Stage::kLabelChunks>;  // [kBatchTile rows][stage labels]
   auto z_tile_at = [&](int64_t stage) {
     return ZTile{reinterpret_cast<bf16*>(stage_memory + kStages * Stage::kBufferBytes +
-                                         stage % 2 * z_tile_bytes<kG, kK>())};
+                                         stage % 2 * kBatchTile * Stage::kLabels * 2)};
   };
 
   const BatchTileWork work = batch_tile_work(batch_tiles, stages);
@@ -87,19 +104,26 @@ __global__ void __launch_bounds__(kThreads)
     for (int index = warp; index < Item::kCount; index += kWarps) {
       const Item item(index);
       if (item.group >= groups || item.m_tile >= m_tiles) continue;
+      auto label_of = [&](int n) {
+        return item.group * kG + (item.first_n_tile + n) * 8 + 2 * (lane % 4);
+      };
+      // The bias first: its global load's latency then overlaps the products (loaded after
+      // them, it sat on every stage's critical path).
+      float2 bias[Item::kNTilesPerItem];
+#pragma unroll
+      for (int n = 0; n < Item::kNTilesPerItem; ++n)
+        bias[n] = *reinterpret_cast<const float2*>(a.bias + stage * Stage::kLabels + label_of(n));
       FragC acc[Item::kNTilesPerItem];
       group_logits<kK>(acc, h_tile, weights, indices + item.group * kK, item.group * kG,
                        item.m_tile, item.first_n_tile, lane);
 #pragma unroll
       for (int n = 0; n < Item::kNTilesPerItem; ++n) {
-        const int label = item.group * kG + (item.first_n_tile + n) * 8 + 2 * (lane % 4);
+        const int label = label_of(n);
         const int row = item.m_tile * 16 + lane / 4;
-        const float2 bias =
-            *reinterpret_cast<const float2*>(a.bias + stage * Stage::kLabels + label);
         *reinterpret_cast<uint32_t*>(z_tile.chunk_pointer(row, label / 8) + label % 8) =
-            pack_bf16x2(acc[n].r[0] + bias.x, acc[n].r[1] + bias.y);
+            pack_bf16x2(acc[n].r[0] + bias[n].x, acc[n].r[1] + bias[n].y);
         *reinterpret_cast<uint32_t*>(z_tile.chunk_pointer(row + 8, label / 8) + label % 8) =
-            pack_bf16x2(acc[n].r[2] + bias.x, acc[n].r[3] + bias.y);
+            pack_bf16x2(acc[n].r[2] + bias[n].x, acc[n].r[3] + bias[n].y);
       }
     }
   };
@@ -112,9 +136,14 @@ __global__ void __launch_bounds__(kThreads)
 cudaError_t launch_gsff_forward(const GroupSharedArgs& args, cudaStream_t stream) {
   return dispatch_group_shape(args.g, args.k, [&](auto g_constant, auto k_constant) {
     constexpr int kG = decltype(g_constant)::value, kK = decltype(k_constant)::value;
-    return launch_batch_tiled(gsff_forward_kernel<kG, kK>, args, kThreads, kBatchTile,
-                              ForwardStage<kG, kK>::count(args.G),
-                              forward_shared_bytes<kG, kK>(args.d), stream);
+    auto launch = [&](auto plan) {
+      using Plan = decltype(plan);
+      return launch_batch_tiled(gsff_forward_kernel<kG, kK, Plan>, args, kThreads, kBatchTile,
+                                Plan::Stage::count(args.G), Plan::shared_bytes(args.d), stream);
+    };
+    using Large = LargeForwardPlan<kG, kK>;
+    if (Large::shared_bytes(args.d) <= kForwardSharedBytes) return launch(Large{});
+    return launch(SmallForwardPlan<kG, kK>{});
   });
 }
 
