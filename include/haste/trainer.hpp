@@ -88,8 +88,9 @@ class Trainer {
   // or mpirun, issue 9): label shard comm.rank() of comm.size() (config.shards must equal
   // comm.size()), the other shards in the other processes, which call fit() with the same
   // model, data and config. With a communicator that sums in rank order (TcpGroup), the run is
-  // the one of comm.size() in-process shards, bit for bit. `comm` must outlive fit().
-  void join(shard::Communicator& comm) { process_group_ = &comm; }
+  // the one of comm.size() in-process shards, bit for bit. `comm` must outlive fit(); null
+  // leaves the group (fit() then shards in-process again, by config.shards).
+  void join(shard::Communicator* comm) { process_group_ = comm; }
 
   // Steps per epoch and in all, for a training set of `rows` rows.
   int64_t steps_per_epoch(int64_t rows) const;

@@ -252,6 +252,7 @@ void fit_on_gpu_process(Trainer& trainer, Model& model, const Dataset& train, co
   std::vector<std::unique_ptr<cuda::NcclCommunicator>> comms;
   comms.push_back(cuda::NcclCommunicator::from_environment(nccl_id_file, timeout));
   cuda::HostStagedCommunicator host_group(*comms[0]);
+  const LeaveRunOnExit leave(model, trainer);
   // Every rank has read the id once all hold a communicator (the check's collective): a later
   // run cannot mistake the file for its own.
   join_label_sharded_run(host_group, trainer.config(), model, trainer.optimizer(), train);

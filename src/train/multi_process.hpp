@@ -26,4 +26,22 @@ void join_label_sharded_run(shard::Communicator& comm, const TrainConfig& config
 // its checkpoint holds. Every rank must call it.
 void broadcast_replicated(shard::Communicator& comm, Model& model, Optimizer& optimizer);
 
+// Leaves the run when it goes out of scope, before the group it was made for ends: the model
+// returns to one in-process shard (with P > 1 its other shards' rows are stale; the checkpoint
+// holds the whole model) and the trainer leaves the group.
+class LeaveRunOnExit {
+ public:
+  LeaveRunOnExit(Model& model, Trainer& trainer) : model_(model), trainer_(trainer) {}
+  ~LeaveRunOnExit() {
+    model_.set_label_shards(1);
+    trainer_.join(nullptr);
+  }
+  LeaveRunOnExit(const LeaveRunOnExit&) = delete;
+  LeaveRunOnExit& operator=(const LeaveRunOnExit&) = delete;
+
+ private:
+  Model& model_;
+  Trainer& trainer_;
+};
+
 }  // namespace haste

@@ -6,6 +6,8 @@
 #include <haste/trainer_device.hpp>
 #include <memory>
 
+#include "train/multi_process.hpp"
+
 namespace haste {
 
 TrainDevice parse_train_device(const std::string& name) {
@@ -75,7 +77,8 @@ void fit_multi_process(TrainDevice device, const MultiProcessRun& run, Trainer& 
       launch.world_size > 1 ? shard::tcp_rendezvous_from_environment(run.rendezvous_file)
                             : shard::TcpRendezvous{},
       {run.timeout, run.timeout});
-  trainer.join(*group);
+  trainer.join(group.get());
+  const LeaveRunOnExit leave(model, trainer);
   trainer.fit(train, test, [&](const EpochReport& report) { on_epoch_end(report, *group); });
 }
 
