@@ -183,12 +183,10 @@ void HostStagedCommunicator::staged(std::span<const T> send, std::span<T> recv, 
   auto* device_recv =
       static_cast<T*>(staging(recv.size_bytes() + (in_place ? 0 : send.size_bytes())));
   T* device_send = in_place ? device_recv : device_recv + recv.size();
-  HASTE_CUDA_CHECK(
-      cudaMemcpy(device_send, send.data(), send.size_bytes(), cudaMemcpyHostToDevice));
+  HASTE_CUDA_CHECK(cudaMemcpy(device_send, send.data(), send.size_bytes(), cudaMemcpyHostToDevice));
   run(std::span<T>(device_send, send.size()), std::span<T>(device_recv, recv.size()));
   nccl_.synchronize();
-  HASTE_CUDA_CHECK(
-      cudaMemcpy(recv.data(), device_recv, recv.size_bytes(), cudaMemcpyDeviceToHost));
+  HASTE_CUDA_CHECK(cudaMemcpy(recv.data(), device_recv, recv.size_bytes(), cudaMemcpyDeviceToHost));
 }
 
 void HostStagedCommunicator::all_gather(std::span<const float> send, std::span<float> recv) {

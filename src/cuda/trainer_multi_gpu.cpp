@@ -127,8 +127,9 @@ void fit_on_ranks(Trainer& trainer, Model& model, const Dataset& train, const Da
     HASTE_CUDA_CHECK(cudaSetDevice(rank.comm->device()));
     rank.encoder.emplace(cuda::EncoderGpu::from_model(model, max_batch));
     // Rank 0 draws the one-GPU loop's stochastic rounding; the others their own.
-    rank.output.emplace(cuda::OutputLayerShape::of(model, rank.shard), config.optimizer, max_batch,
-                        config.seed + static_cast<uint64_t>(rank.comm->rank()) * 0x9e3779b97f4a7c15);
+    rank.output.emplace(
+        cuda::OutputLayerShape::of(model, rank.shard), config.optimizer, max_batch,
+        config.seed + static_cast<uint64_t>(rank.comm->rank()) * 0x9e3779b97f4a7c15);
     rank.output->upload(model, rank.shard);
     rank.output->optimizer().upload(trainer.optimizer(), rank.first_row(g));
     rank.encoder_update.emplace(config.optimizer, config.seed + 1, *rank.encoder);

@@ -39,16 +39,26 @@ struct Hello {
   uint32_t rank = 0, world_size = 0;
 };
 
-enum class Op : uint32_t { all_gather = 1, reduce_scatter, all_reduce_float, all_reduce_double,
-                           broadcast };
+enum class Op : uint32_t {
+  all_gather = 1,
+  reduce_scatter,
+  all_reduce_float,
+  all_reduce_double,
+  broadcast
+};
 
 const char* op_name(uint32_t op) {
   switch (static_cast<Op>(op)) {
-    case Op::all_gather: return "all_gather";
-    case Op::reduce_scatter: return "reduce_scatter";
-    case Op::all_reduce_float: return "all_reduce (float)";
-    case Op::all_reduce_double: return "all_reduce (double)";
-    case Op::broadcast: return "broadcast";
+    case Op::all_gather:
+      return "all_gather";
+    case Op::reduce_scatter:
+      return "reduce_scatter";
+    case Op::all_reduce_float:
+      return "all_reduce (float)";
+    case Op::all_reduce_double:
+      return "all_reduce (double)";
+    case Op::broadcast:
+      return "broadcast";
   }
   return "an unknown collective";
 }
@@ -182,7 +192,7 @@ Socket listen_on(int port) {
     }
     if (bound != 0) {
       const int error = errno;
-      if (family == AF_INET6 && error == EAFNOSUPPORT) continue;
+      if (family == AF_INET6 && (error == EAFNOSUPPORT || error == EADDRNOTAVAIL)) continue;
       fail("shard: rank 0 cannot listen on port {}: {}{}", port, std::strerror(error),
            error == EADDRINUSE ? " (another program holds it: set HASTE_MASTER_PORT to a free "
                                  "port, the same on every rank)"
@@ -200,9 +210,8 @@ int bound_port(const Socket& s) {
   sockaddr_storage address{};
   socklen_t length = sizeof(address);
   ::getsockname(s.fd(), reinterpret_cast<sockaddr*>(&address), &length);
-  return address.ss_family == AF_INET6
-             ? ntohs(reinterpret_cast<sockaddr_in6*>(&address)->sin6_port)
-             : ntohs(reinterpret_cast<sockaddr_in*>(&address)->sin_port);
+  return address.ss_family == AF_INET6 ? ntohs(reinterpret_cast<sockaddr_in6*>(&address)->sin6_port)
+                                       : ntohs(reinterpret_cast<sockaddr_in*>(&address)->sin_port);
 }
 
 // One attempt to connect to host:port until `deadline`; an empty socket and the reason on failure.
@@ -317,8 +326,8 @@ struct TcpGroup::Impl {
   [[noreturn]] void lost(int peer, const char* doing, uint32_t op, uint64_t count,
                          const std::string& why) {
     broken = true;
-    fail("shard: rank {} of {}: {} rank {} during {} of {} values failed: {}{}", rank, size,
-         doing, peer, op_name(op), count, why,
+    fail("shard: rank {} of {}: {} rank {} during {} of {} values failed: {}{}", rank, size, doing,
+         peer, op_name(op), count, why,
          why == "timed out" ? fmt::format(" after {} s (a peer that stopped answering: see its "
                                           "output; --rank-timeout sets the limit)",
                                           seconds_of(timeouts.collective))
@@ -343,9 +352,10 @@ struct TcpGroup::Impl {
     receive(r, &header, sizeof(header), static_cast<uint32_t>(op), count, deadline);
     if (header.magic != kMagic || header.op != static_cast<uint32_t>(op) || header.count != count) {
       broken = true;
-      fail("shard: rank {} called {} with {} values where rank 0 called {} with {}: every rank "
-           "must make the same calls (same build, data, config and flags)",
-           r, op_name(header.op), header.count, op_name(static_cast<uint32_t>(op)), count);
+      fail(
+          "shard: rank {} called {} with {} values where rank 0 called {} with {}: every rank "
+          "must make the same calls (same build, data, config and flags)",
+          r, op_name(header.op), header.count, op_name(static_cast<uint32_t>(op)), count);
     }
   }
 
@@ -359,9 +369,10 @@ struct TcpGroup::Impl {
     receive(0, &header, sizeof(header), static_cast<uint32_t>(op), count, deadline);
     if (header.magic != kMagic || header.op != static_cast<uint32_t>(op) || header.count != count) {
       broken = true;
-      fail("shard: rank {} got {} of {} values from rank 0 in answer to {} of {}: every rank "
-           "must make the same calls",
-           rank, op_name(header.op), header.count, op_name(static_cast<uint32_t>(op)), count);
+      fail(
+          "shard: rank {} got {} of {} values from rank 0 in answer to {} of {}: every rank "
+          "must make the same calls",
+          rank, op_name(header.op), header.count, op_name(static_cast<uint32_t>(op)), count);
     }
   }
 
@@ -451,11 +462,12 @@ std::unique_ptr<TcpGroup> TcpGroup::connect(const LaunchRank& launch, const TcpR
         for (int r = 1; r < P; ++r) {
           if (!impl->peers[r]) missing += fmt::format("{}{}", missing.empty() ? "" : ", ", r);
         }
-        fail("shard: rank 0 of {} waited {} s on port {} for rank{} {} to connect: start every "
-             "rank within --rank-timeout with the same rendezvous ({}); a rank that did not "
-             "start says why in its own output",
-             P, seconds_of(timeouts.join), port, P - joined > 1 ? "s" : "", missing,
-             where.describe());
+        fail(
+            "shard: rank 0 of {} waited {} s on port {} for rank{} {} to connect: start every "
+            "rank within --rank-timeout with the same rendezvous ({}); a rank that did not "
+            "start says why in its own output",
+            P, seconds_of(timeouts.join), port, P - joined > 1 ? "s" : "", missing,
+            where.describe());
       }
       Socket peer(::accept4(listener.fd(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK));
       if (!peer) continue;
@@ -475,8 +487,8 @@ std::unique_ptr<TcpGroup> TcpGroup::connect(const LaunchRank& launch, const TcpR
             "same world size",
             hello.rank, hello.world_size, P);
       check(hello.rank >= 1 && hello.rank < static_cast<uint32_t>(P) && !impl->peers[hello.rank],
-            "shard: two processes claim rank {} of {}: give every process its own rank",
-            hello.rank, P);
+            "shard: two processes claim rank {} of {}: give every process its own rank", hello.rank,
+            P);
       const Hello welcome{kMagic, kVersion, 0, static_cast<uint32_t>(P)};
       const std::string why = send_bytes(peer.fd(), &welcome, sizeof(welcome), hello_deadline);
       check(why.empty(), "shard: rank 0 lost rank {} while it joined: {}", hello.rank, why);
@@ -497,9 +509,10 @@ std::unique_ptr<TcpGroup> TcpGroup::connect(const LaunchRank& launch, const TcpR
       // A stale file (an earlier, crashed run's) names a dead port: read it again next time.
       const auto record = parse_address_record(share_through_file(
           where.address_file, launch.rank, {}, kAddressFileBytes,
-          std::max(milliseconds(1), std::chrono::duration_cast<milliseconds>(deadline -
-                                                                             Clock::now()))));
-      check(record.has_value(), "shard: {} is not a haste address file", where.address_file.string());
+          std::max(milliseconds(1),
+                   std::chrono::duration_cast<milliseconds>(deadline - Clock::now()))));
+      check(record.has_value(), "shard: {} is not a haste address file",
+            where.address_file.string());
       std::tie(host, port) = *record;
       address = fmt::format("{}:{} (from {})", host, port, where.address_file.string());
     }
@@ -517,13 +530,14 @@ std::unique_ptr<TcpGroup> TcpGroup::connect(const LaunchRank& launch, const TcpR
       // Rank 0 turned this rank away (it says why) or is not a haste rank 0.
       if (why.empty()) why = "the answer was not a haste rank 0's";
     }
-    std::this_thread::sleep_for(std::min(delay, std::chrono::duration_cast<milliseconds>(
-                                                    deadline - Clock::now())));
+    std::this_thread::sleep_for(
+        std::min(delay, std::chrono::duration_cast<milliseconds>(deadline - Clock::now())));
     delay = std::min(delay * 2, milliseconds(500));
   }
-  fail("shard: rank {} of {} could not join rank 0 at {} within {} s (last error: {}): is rank 0 "
-       "running, with the same rendezvous? (MASTER_ADDR/MASTER_PORT or --rendezvous)",
-       launch.rank, P, address, seconds_of(timeouts.join), why);
+  fail(
+      "shard: rank {} of {} could not join rank 0 at {} within {} s (last error: {}): is rank 0 "
+      "running, with the same rendezvous? (MASTER_ADDR/MASTER_PORT or --rendezvous)",
+      launch.rank, P, address, seconds_of(timeouts.join), why);
 }
 
 int TcpGroup::rank() const { return impl_->rank; }

@@ -28,8 +28,8 @@ uint64_t run_fingerprint(const TrainConfig& config, const Model& model, const Da
   nlohmann::json settings = config.to_json();
   settings.erase("threads");
   settings.erase("show_progress");
-  const std::string text = settings.dump() + model.config().to_json().dump() +
-                           model.shape().to_json().dump();
+  const std::string text =
+      settings.dump() + model.config().to_json().dump() + model.shape().to_json().dump();
   uint64_t key = hash_of(std::span<const char>(text));
   key = hash_key(key, static_cast<uint64_t>(train.num_points()),
                  hash_of(std::span<const int64_t>(train.labels.indptr)),

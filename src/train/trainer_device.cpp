@@ -63,8 +63,7 @@ void fit_multi_process(TrainDevice device, const MultiProcessRun& run, Trainer& 
     check(!run.rendezvous_file.empty(),
           "train: a multi-process run on GPUs shares NCCL's id through a file: give every rank "
           "the same --rendezvous FILE (or HASTE_RENDEZVOUS) on a file system they all see");
-    fit_on_gpu_process(trainer, model, train, test, run.rendezvous_file, run.timeout,
-                       on_epoch_end);
+    fit_on_gpu_process(trainer, model, train, test, run.rendezvous_file, run.timeout, on_epoch_end);
     return;
   }
   check(device != TrainDevice::cuda, "train --device cuda: {}", reason);

@@ -4,7 +4,6 @@
 // N = 2 (skipped on a one-GPU machine) the shards draw their own rounding, so they agree within
 // the GPU-vs-CPU test's bounds. Skipped without a GPU.
 #include <gtest/gtest.h>
-
 #include <unistd.h>
 
 #include <chrono>
@@ -119,8 +118,8 @@ TEST(TrainerMultiGpu, MultiProcessPathWithAWorldOfOneTrainsLikeOneNcclGpu) {
   Model process = Model::build(setup.model_config, setup.train);
   const std::vector<EpochReport> want = setup.run(1, one);
 
-  const std::filesystem::path dir = std::filesystem::temp_directory_path() /
-                                    ("haste-gpu-process-" + std::to_string(::getpid()));
+  const std::filesystem::path dir =
+      std::filesystem::temp_directory_path() / ("haste-gpu-process-" + std::to_string(::getpid()));
   std::filesystem::remove_all(dir);
   std::filesystem::create_directories(dir);
   ::setenv("HASTE_RANK", "0", 1);

@@ -26,8 +26,8 @@ namespace fs = std::filesystem;
 using std::chrono::milliseconds;
 
 fs::path fresh_file(const std::string& name) {
-  const fs::path file = fs::temp_directory_path() /
-                        ("haste-tcp-" + std::to_string(::getpid()) + "-" + name);
+  const fs::path file =
+      fs::temp_directory_path() / ("haste-tcp-" + std::to_string(::getpid()) + "-" + name);
   fs::remove(file);
   return file;
 }
@@ -168,7 +168,8 @@ TEST(TcpGroup, AStaleAddressFileIsReadAgain) {
     try {
       TcpRendezvous where;
       where.address_file = file;
-      auto group = TcpGroup::connect({1, 2, 1, "test"}, where, {milliseconds(10000), milliseconds(10000)});
+      auto group =
+          TcpGroup::connect({1, 2, 1, "test"}, where, {milliseconds(10000), milliseconds(10000)});
       float x[1] = {2.0f};
       group->all_reduce(std::span<float>(x));
       if (x[0] != 3.0f) errors[1] = "wrong sum";
@@ -181,7 +182,8 @@ TEST(TcpGroup, AStaleAddressFileIsReadAgain) {
     TcpRendezvous where;
     where.address_file = file;
     where.host = "127.0.0.1";
-    auto group = TcpGroup::connect({0, 2, 0, "test"}, where, {milliseconds(10000), milliseconds(10000)});
+    auto group =
+        TcpGroup::connect({0, 2, 0, "test"}, where, {milliseconds(10000), milliseconds(10000)});
     float x[1] = {1.0f};
     group->all_reduce(std::span<float>(x));
     if (x[0] != 3.0f) errors[0] = "wrong sum";
@@ -211,17 +213,17 @@ TEST(TcpGroup, APeerThatLeavesIsAnErrorNamingIt) {
 
 TEST(TcpGroup, APeerThatStopsAnsweringIsAnErrorAfterTheCollectiveTimeout) {
   const auto start = std::chrono::steady_clock::now();
-  const std::vector<std::string> errors = run_ranks(
-      2, fresh_file("stops"),
-      [](Communicator& comm) {
-        if (comm.rank() == 1) {
-          std::this_thread::sleep_for(milliseconds(1500));
-          return;
-        }
-        double x[1] = {1.0};
-        comm.all_reduce(std::span<double>(x));
-      },
-      {milliseconds(10000), milliseconds(300)});
+  const std::vector<std::string> errors =
+      run_ranks(2, fresh_file("stops"),
+                [](Communicator& comm) {
+                  if (comm.rank() == 1) {
+                    std::this_thread::sleep_for(milliseconds(1500));
+                    return;
+                  }
+                  double x[1] = {1.0};
+                  comm.all_reduce(std::span<double>(x));
+                },
+                {milliseconds(10000), milliseconds(300)});
   EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(5));
   EXPECT_NE(errors[0].find("rank 1"), std::string::npos) << errors[0];
   EXPECT_NE(errors[0].find("timed out"), std::string::npos) << errors[0];

@@ -83,17 +83,17 @@ class MultiProcessCliTest : public ::testing::Test {
 
   static std::vector<std::string> train_args(const fs::path& out,
                                              std::vector<std::string> extra = {}) {
-    std::vector<std::string> args = {"train",    train().string(),  "--test", test().string(),
-                                     "--config", config().string(), "--out",  out.string(),
+    std::vector<std::string> args = {"train",    train().string(),  "--test",   test().string(),
+                                     "--config", config().string(), "--out",    out.string(),
                                      "--quiet",  "--no-cache",      "--device", "cpu"};
     args.insert(args.end(), extra.begin(), extra.end());
     return args;
   }
 
   // Starts rank r of `environments.size()` with environment `environments[r]`.
-  static std::vector<CliProcess> start_ranks(const fs::path& out,
-                                             const std::vector<std::vector<std::string>>& environments,
-                                             const std::vector<std::string>& extra = {}) {
+  static std::vector<CliProcess> start_ranks(
+      const fs::path& out, const std::vector<std::vector<std::string>>& environments,
+      const std::vector<std::string>& extra = {}) {
     std::vector<CliProcess> ranks;
     for (size_t r = 0; r < environments.size(); ++r) {
       ranks.push_back(start_cli(train_args(out, extra), environments[r],
@@ -106,8 +106,8 @@ class MultiProcessCliTest : public ::testing::Test {
   static std::vector<std::vector<std::string>> haste_ranks(int P) {
     std::vector<std::vector<std::string>> environments;
     for (int r = 0; r < P; ++r) {
-      environments.push_back({"HASTE_RANK=" + std::to_string(r),
-                              "HASTE_WORLD_SIZE=" + std::to_string(P)});
+      environments.push_back(
+          {"HASTE_RANK=" + std::to_string(r), "HASTE_WORLD_SIZE=" + std::to_string(P)});
     }
     return environments;
   }
@@ -215,8 +215,9 @@ TEST_F(MultiProcessCliTest, ThreeTorchrunStyleProcessesTrainWhatThreeShardsTrain
 TEST_F(MultiProcessCliTest, ARankThatNeverStartsIsAClearErrorWithinTheTimeout) {
   const fs::path out = *dir_ / "alone";
   const auto start = std::chrono::steady_clock::now();
-  std::vector<CliProcess> rank0 = start_ranks(
-      out, {haste_ranks(2)[0]}, {"--rendezvous", (*dir_ / "meet-alone").string(), "--rank-timeout", "1"});
+  std::vector<CliProcess> rank0 =
+      start_ranks(out, {haste_ranks(2)[0]},
+                  {"--rendezvous", (*dir_ / "meet-alone").string(), "--rank-timeout", "1"});
   const int code = rank0[0].wait();
   EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(15));
   EXPECT_NE(code, 0);
@@ -227,11 +228,10 @@ TEST_F(MultiProcessCliTest, ARankThatNeverStartsIsAClearErrorWithinTheTimeout) {
   EXPECT_FALSE(fs::exists(*dir_ / "meet-alone"));
 
   const fs::path port_out = *dir_ / "alone-port";
-  std::vector<CliProcess> rank1 = start_ranks(
-      port_out,
-      {{"RANK=1", "WORLD_SIZE=2", "MASTER_ADDR=127.0.0.1",
-        "MASTER_PORT=" + std::to_string(free_port())}},
-      {"--rank-timeout", "1"});
+  std::vector<CliProcess> rank1 = start_ranks(port_out,
+                                              {{"RANK=1", "WORLD_SIZE=2", "MASTER_ADDR=127.0.0.1",
+                                                "MASTER_PORT=" + std::to_string(free_port())}},
+                                              {"--rank-timeout", "1"});
   EXPECT_NE(rank1[0].wait(), 0);
   const std::string error1 = rank1[0].error_output();
   EXPECT_NE(error1.find("rank 1 of 2 could not join rank 0 at 127.0.0.1:"), std::string::npos)
@@ -243,10 +243,9 @@ TEST_F(MultiProcessCliTest, ARankThatNeverStartsIsAClearErrorWithinTheTimeout) {
 // an error naming rank 1, at once (not after the timeout).
 TEST_F(MultiProcessCliTest, AKilledRankStopsTheOthersWithAClearError) {
   const fs::path out = *dir_ / "killed";
-  std::vector<CliProcess> ranks =
-      start_ranks(out, haste_ranks(2),
-                  {"--rendezvous", (*dir_ / "meet-killed").string(), "--epochs", "2000",
-                   "--rank-timeout", "60"});
+  std::vector<CliProcess> ranks = start_ranks(out, haste_ranks(2),
+                                              {"--rendezvous", (*dir_ / "meet-killed").string(),
+                                               "--epochs", "2000", "--rank-timeout", "60"});
   // Once rank 0 has logged an epoch, both are training.
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
   while (!fs::exists(out / "metrics.json") && std::chrono::steady_clock::now() < deadline) {
@@ -277,9 +276,9 @@ TEST_F(MultiProcessCliTest, RanksWithDifferentSettingsRefuseToTrain) {
   const std::string meet = (*dir_ / "meet-mismatch").string();
   ranks.push_back(start_cli(train_args(out, {"--rendezvous", meet, "--rank-timeout", "20"}),
                             environments[0], out.string() + "-rank0"));
-  ranks.push_back(start_cli(
-      train_args(out, {"--rendezvous", meet, "--rank-timeout", "20", "--lr", "0.02"}),
-      environments[1], out.string() + "-rank1"));
+  ranks.push_back(
+      start_cli(train_args(out, {"--rendezvous", meet, "--rank-timeout", "20", "--lr", "0.02"}),
+                environments[1], out.string() + "-rank1"));
   for (CliProcess& rank : ranks) {
     EXPECT_NE(rank.wait(), 0);
     EXPECT_NE(rank.error_output().find("another model, data or settings"), std::string::npos)

@@ -324,8 +324,9 @@ void run_train(const TrainArgs& args) {
     naming_memory_use("training", [&] {
       const TrainDevice device = parse_train_device(args.device);
       if (launch) {
-        MultiProcessRun run{*launch, args.rendezvous.value_or(fs::path()),
-                            std::chrono::milliseconds(static_cast<int64_t>(1000 * args.rank_timeout))};
+        MultiProcessRun run{
+            *launch, args.rendezvous.value_or(fs::path()),
+            std::chrono::milliseconds(static_cast<int64_t>(1000 * args.rank_timeout))};
         fit_multi_process(device, run, trainer, model, data.train, test,
                           [&](const EpochReport& report, shard::Communicator& group) {
                             end_epoch(report, &group);
