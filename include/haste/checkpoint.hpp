@@ -32,6 +32,7 @@
 #include <haste/featurize.hpp>
 #include <haste/model.hpp>
 #include <haste/safetensors.hpp>
+#include <haste/shard/communicator.hpp>
 #include <haste/trainer.hpp>
 #include <optional>
 #include <span>
@@ -51,6 +52,13 @@ void save_checkpoint(const std::filesystem::path& file, const Model& model,
 // shard and the index. Removes the files of the other kind and of earlier steps.
 void save_run_checkpoint(const std::filesystem::path& directory, const Model& model, int shards,
                          Trainer* trainer = nullptr, const Featurizer* featurizer = nullptr);
+
+// The same checkpoint written by a multi-process run (Trainer::join): each rank writes its own
+// shard's file, and once every rank has, rank 0 writes the index and removes older files, so
+// `directory` must be on a file system every rank sees. Every rank must call it.
+void save_run_checkpoint(const std::filesystem::path& directory, const Model& model,
+                         shard::Communicator& comm, Trainer* trainer = nullptr,
+                         const Featurizer* featurizer = nullptr);
 
 // Whether `directory` holds a checkpoint of either kind.
 bool has_checkpoint(const std::filesystem::path& directory);

@@ -36,6 +36,10 @@
 
 namespace haste {
 
+namespace shard {
+class Communicator;
+}
+
 enum class Activation { relu, tanh };
 enum class OutputKind { haste, dense };
 // How the head size is chosen: a fraction of the labels or a count (both rounded up to a
@@ -196,6 +200,13 @@ class Model {
   // batch, and dh, the loss and the top-k lists are combined over the ranks. The same model as
   // 1 shard (the default) up to floating-point summation order. Parameters stay where they are.
   void set_label_shards(int shards);
+  // A multi-process run: this process computes label shard comm.rank() of comm.size() and
+  // combines with the other processes' ranks through `comm` (which must outlive its use), the
+  // same numbers as comm.size() in-process shards when `comm` sums in rank order (TcpGroup).
+  // Every rank must then call compute_gradients and predict together, and predict is no longer
+  // safe to call from several threads at once. Rows of other shards' parameters are kept but
+  // neither read nor written.
+  void set_label_shards(shard::Communicator& comm);
   int label_shards() const;
 
   // Parameters in the fixed order of the header comment, and the int32 tensors.

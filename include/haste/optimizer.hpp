@@ -13,9 +13,12 @@
 
 #include <cstdint>
 #include <haste/model.hpp>
+#include <haste/shard/label_shards.hpp>
 #include <nlohmann/json_fwd.hpp>
+#include <optional>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace haste {
@@ -64,6 +67,11 @@ class Optimizer {
   // Advances the internal step counter (AdamW's bias correction).
   void step(double lr);
   int64_t steps_taken() const { return steps_; }
+  // A multi-process label-sharded run (Model::set_label_shards(Communicator&)): from now on,
+  // step() updates only `shard`'s rows of the parameters split by labels (head.*, tail.*, for
+  // groups of g), the rows whose gradients this process computes; the others keep their
+  // weights and state. The update of a row is the same whichever rows are updated.
+  void update_label_shard_only(const shard::LabelShard& shard, int64_t g);
 
   // DST changed the tail: `source_slots` [G, k] says, for every slot of every group, which old
   // slot of the same group its weight came from, or -1 for a new (regrown) slot. State of the
@@ -88,13 +96,16 @@ class Optimizer {
     std::vector<float> second;  // Adam v (empty for SGD)
   };
 
-  void update_rows(const Parameter& parameter, Slot& slot, std::span<const int32_t> rows,
-                   double lr);
+  // Updates `parameter` (its touched rows when row-sparse) and its state `first`, `second`
+  // (second empty for SGD), all of one size.
+  void update_rows(const Parameter& parameter, std::span<float> first, std::span<float> second,
+                   std::span<const int32_t> rows, double lr);
 
   OptimizerConfig config_;
   Model& model_;
   std::vector<Slot> slots_;  // one per model parameter, same order
   int64_t steps_ = 0;
+  std::optional<std::pair<shard::LabelShard, int64_t>> only_shard_;  // and g
 };
 
 }  // namespace haste

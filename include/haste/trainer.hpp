@@ -17,6 +17,7 @@
 #include <haste/metrics.hpp>
 #include <haste/model.hpp>
 #include <haste/optimizer.hpp>
+#include <haste/shard/communicator.hpp>
 #include <nlohmann/json_fwd.hpp>
 #include <optional>
 #include <vector>
@@ -83,6 +84,14 @@ class Trainer {
   Optimizer& optimizer() { return optimizer_; }
   const TrainConfig& config() const { return config_; }
 
+  // Makes fit() train this process's part of a multi-process run (haste train under torchrun
+  // or mpirun, issue 9): label shard comm.rank() of comm.size() (config.shards must equal
+  // comm.size()), the other shards in the other processes, which call fit() with the same
+  // model, data and config. With a communicator that sums in rank order (TcpGroup), the run is
+  // the one of comm.size() in-process shards, bit for bit. `comm` must outlive fit(); null
+  // leaves the group (fit() then shards in-process again, by config.shards).
+  void join(shard::Communicator* comm) { process_group_ = comm; }
+
   // Steps per epoch and in all, for a training set of `rows` rows.
   int64_t steps_per_epoch(int64_t rows) const;
 
@@ -91,6 +100,7 @@ class Trainer {
   Model& model_;
   Optimizer optimizer_;
   TrainerState state_;
+  shard::Communicator* process_group_ = nullptr;
 };
 
 // The row order of epoch `epoch` (0-based) for `rows` rows: a permutation seeded by (seed, epoch).

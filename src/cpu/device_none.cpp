@@ -33,4 +33,10 @@ void fit_on_gpus(Trainer&, Model&, const Dataset&, const Dataset*, int,
   fail("train: this build of haste has no CUDA backend");
 }
 
+void fit_on_gpu_process(Trainer&, Model&, const Dataset&, const Dataset*,
+                        const std::filesystem::path&, std::chrono::milliseconds,
+                        const RankEpochCallback&) {
+  fail("train: this build of haste has no CUDA backend");
+}
+
 }  // namespace haste

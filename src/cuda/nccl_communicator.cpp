@@ -146,4 +146,67 @@ void NcclCommunicator::all_reduce(std::span<double> data) {
                                  impl_->comm, impl_->stream));
 }
 
+void NcclCommunicator::broadcast(std::span<float> data) {
+  impl_->check_usable();
+  HASTE_NCCL_CHECK(ncclBroadcast(data.data(), data.data(), data.size(), ncclFloat, /*root=*/0,
+                                 impl_->comm, impl_->stream));
+}
+
+HostStagedCommunicator::HostStagedCommunicator(NcclCommunicator& nccl) : nccl_(nccl) {}
+
+HostStagedCommunicator::~HostStagedCommunicator() {
+  if (buffer_ != nullptr) {
+    cudaSetDevice(nccl_.device());
+    cudaFree(buffer_);
+  }
+}
+
+int HostStagedCommunicator::rank() const { return nccl_.rank(); }
+int HostStagedCommunicator::size() const { return nccl_.size(); }
+
+void* HostStagedCommunicator::staging(size_t bytes) {
+  HASTE_CUDA_CHECK(cudaSetDevice(nccl_.device()));
+  if (bytes > capacity_) {
+    if (buffer_ != nullptr) HASTE_CUDA_CHECK(cudaFree(buffer_));
+    buffer_ = nullptr;
+    HASTE_CUDA_CHECK(cudaMalloc(&buffer_, bytes));
+    capacity_ = bytes;
+  }
+  return buffer_;
+}
+
+// `send` to the GPU, `run(device send, device recv)` on the rank's stream, the result back
+// into `recv`. In place (all_reduce, broadcast) when both are one span.
+template <typename T, typename Run>
+void HostStagedCommunicator::staged(std::span<const T> send, std::span<T> recv, const Run& run) {
+  const bool in_place = static_cast<const void*>(send.data()) == recv.data();
+  auto* device_recv =
+      static_cast<T*>(staging(recv.size_bytes() + (in_place ? 0 : send.size_bytes())));
+  T* device_send = in_place ? device_recv : device_recv + recv.size();
+  HASTE_CUDA_CHECK(cudaMemcpy(device_send, send.data(), send.size_bytes(), cudaMemcpyHostToDevice));
+  run(std::span<T>(device_send, send.size()), std::span<T>(device_recv, recv.size()));
+  nccl_.synchronize();
+  HASTE_CUDA_CHECK(cudaMemcpy(recv.data(), device_recv, recv.size_bytes(), cudaMemcpyDeviceToHost));
+}
+
+void HostStagedCommunicator::all_gather(std::span<const float> send, std::span<float> recv) {
+  staged<float>(send, recv, [&](auto in, auto out) { nccl_.all_gather(in, out); });
+}
+
+void HostStagedCommunicator::reduce_scatter(std::span<const float> send, std::span<float> recv) {
+  staged<float>(send, recv, [&](auto in, auto out) { nccl_.reduce_scatter(in, out); });
+}
+
+void HostStagedCommunicator::all_reduce(std::span<float> data) {
+  staged<float>(data, data, [&](auto, auto out) { nccl_.all_reduce(out); });
+}
+
+void HostStagedCommunicator::all_reduce(std::span<double> data) {
+  staged<double>(data, data, [&](auto, auto out) { nccl_.all_reduce(out); });
+}
+
+void HostStagedCommunicator::broadcast(std::span<float> data) {
+  staged<float>(data, data, [&](auto, auto out) { nccl_.broadcast(out); });
+}
+
 }  // namespace haste::cuda

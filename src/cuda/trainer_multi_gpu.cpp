@@ -10,6 +10,11 @@
 // re-uploaded from rank 0's at every epoch start, so any drift between GPUs lasts an epoch.
 // At each epoch's end every shard's rows (and rank 0's encoder) come back to the host model
 // and optimizer, so evaluation, checkpoints and --resume are the CPU path's, as with one GPU.
+//
+// A multi-process run (fit_on_gpu_process, one GPU per process, NCCL's id shared through a
+// file) runs the same loop on the process's one rank; its host model holds its own shard's rows
+// (and, after an epoch, rank 0's encoder, broadcast), and evaluation and checkpoints combine the
+// processes through the NCCL ranks (HostStagedCommunicator).
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -24,6 +29,7 @@
 #include <haste/error.hpp>
 #include <haste/progress.hpp>
 #include <haste/shard/label_shards.hpp>
+#include <haste/shard/launch.hpp>
 #include <haste/trainer_device.hpp>
 #include <memory>
 #include <numeric>
@@ -31,6 +37,7 @@
 #include <thread>
 
 #include "cuda/gpu_train_loop.hpp"
+#include "train/multi_process.hpp"
 
 namespace haste {
 namespace {
@@ -88,16 +95,18 @@ void on_every_gpu(std::vector<Rank>& ranks, const std::function<void(Rank&, int)
   }
 }
 
-}  // namespace
-
-void fit_on_gpus(Trainer& trainer, Model& model, const Dataset& train, const Dataset* test,
-                 int gpus, const std::function<void(const EpochReport&)>& on_epoch_end) {
+// The loop over this process's ranks `comms` of a run of comms[0]->size() ranks: all of them
+// (--gpus N), or one of a multi-process run, whose `host_group` then joins the host-side work of
+// the processes (evaluation, the encoder's copy at an epoch's end). The host model's label
+// shards are set by the caller.
+void fit_on_ranks(Trainer& trainer, Model& model, const Dataset& train, const Dataset* test,
+                  std::vector<std::unique_ptr<cuda::NcclCommunicator>> comms,
+                  shard::Communicator* host_group,
+                  const std::function<void(const EpochReport&)>& on_epoch_end) {
   const TrainConfig& config = trainer.config();
   const int64_t N = train.num_points();
   check(N > 0, "train: the training set has no rows");
-  const GpuInventory inventory = detect_gpus();
-  check(gpus >= 1 && gpus <= static_cast<int>(inventory.gpus.size()),
-        "train --gpus {}: this machine has {} GPU(s)", gpus, inventory.gpus.size());
+  const int gpus = static_cast<int>(comms.size());  // this process's
   const int64_t max_batch = (config.batch_size + kRowMultiple - 1) / kRowMultiple * kRowMultiple;
   const int64_t per_epoch = trainer.steps_per_epoch(N);
   const int64_t total_steps = per_epoch * config.epochs;
@@ -107,25 +116,20 @@ void fit_on_gpus(Trainer& trainer, Model& model, const Dataset& train, const Dat
   std::vector<double> propensities;
   if (test != nullptr && config.eval_each_epoch) propensities = jain_propensities(train.labels);
 
-  // Evaluation on the host runs the same label shards (in-process ranks), as Trainer::fit does.
-  model.set_label_shards(gpus);
-  std::vector<int> devices(gpus);
-  std::iota(devices.begin(), devices.end(), 0);
-  std::vector<std::unique_ptr<cuda::NcclCommunicator>> comms =
-      cuda::NcclCommunicator::for_devices(devices);
   const std::vector<shard::LabelShard> shards =
-      shard::split_labels(model.shape().head_labels, model.shape().groups, gpus);
+      shard::split_labels(model.shape().head_labels, model.shape().groups, comms[0]->size());
   std::vector<Rank> ranks(gpus);
   // Set up one GPU at a time: uploads read the host model and optimizer.
   for (int r = 0; r < gpus; ++r) {
     Rank& rank = ranks[r];
     rank.comm = std::move(comms[r]);
-    rank.shard = shards[r];
+    rank.shard = shards[rank.comm->rank()];
     HASTE_CUDA_CHECK(cudaSetDevice(rank.comm->device()));
     rank.encoder.emplace(cuda::EncoderGpu::from_model(model, max_batch));
     // Rank 0 draws the one-GPU loop's stochastic rounding; the others their own.
-    rank.output.emplace(cuda::OutputLayerShape::of(model, rank.shard), config.optimizer, max_batch,
-                        config.seed + static_cast<uint64_t>(r) * 0x9e3779b97f4a7c15);
+    rank.output.emplace(
+        cuda::OutputLayerShape::of(model, rank.shard), config.optimizer, max_batch,
+        config.seed + static_cast<uint64_t>(rank.comm->rank()) * 0x9e3779b97f4a7c15);
     rank.output->upload(model, rank.shard);
     rank.output->optimizer().upload(trainer.optimizer(), rank.first_row(g));
     rank.encoder_update.emplace(config.optimizer, config.seed + 1, *rank.encoder);
@@ -196,7 +200,7 @@ void fit_on_gpus(Trainer& trainer, Model& model, const Dataset& train, const Dat
     for (int r = 0; r < gpus; ++r) {
       Rank& rank = ranks[r];
       HASTE_CUDA_CHECK(cudaSetDevice(rank.comm->device()));
-      if (r == 0) {
+      if (rank.comm->rank() == 0) {
         rank.encoder->download(model, rank.comm->stream());
         HASTE_CUDA_CHECK(cudaStreamSynchronize(rank.comm->stream()));
         rank.encoder_update->optimizer.download(trainer.optimizer());
@@ -204,6 +208,8 @@ void fit_on_gpus(Trainer& trainer, Model& model, const Dataset& train, const Dat
       rank.output->download(model, rank.shard);
       rank.output->optimizer().download(trainer.optimizer(), rank.first_row(g));
     }
+    // Another process's ranks continue from rank 0's encoder, as this process's do.
+    if (host_group != nullptr) broadcast_replicated(*host_group, model, trainer.optimizer());
     state.epochs_done = epoch + 1;
     trainer.restore(state);
     finish_epoch(
@@ -217,6 +223,45 @@ void fit_on_gpus(Trainer& trainer, Model& model, const Dataset& train, const Dat
     fmt::print("GPU {} memory in use at the end of training: {:.2f} GB of {:.2f} GB\n", r,
                static_cast<double>(total - free) * 1e-9, static_cast<double>(total) * 1e-9);
   }
+}
+
+}  // namespace
+
+void fit_on_gpus(Trainer& trainer, Model& model, const Dataset& train, const Dataset* test,
+                 int gpus, const std::function<void(const EpochReport&)>& on_epoch_end) {
+  const GpuInventory inventory = detect_gpus();
+  check(gpus >= 1 && gpus <= static_cast<int>(inventory.gpus.size()),
+        "train --gpus {}: this machine has {} GPU(s)", gpus, inventory.gpus.size());
+  // Evaluation on the host runs the same label shards (in-process ranks), as Trainer::fit does.
+  model.set_label_shards(gpus);
+  std::vector<int> devices(gpus);
+  std::iota(devices.begin(), devices.end(), 0);
+  fit_on_ranks(trainer, model, train, test, cuda::NcclCommunicator::for_devices(devices), nullptr,
+               on_epoch_end);
+}
+
+void fit_on_gpu_process(Trainer& trainer, Model& model, const Dataset& train, const Dataset* test,
+                        const std::filesystem::path& nccl_id_file,
+                        std::chrono::milliseconds timeout, const RankEpochCallback& on_epoch_end) {
+  const shard::LaunchRank launch = shard::launch_rank_from_environment();
+  const GpuInventory inventory = detect_gpus();
+  check(launch.local_rank < static_cast<int>(inventory.gpus.size()),
+        "train: rank {} is local rank {} (from {}), but this machine has {} GPU(s): start at most "
+        "one process per GPU on each host",
+        launch.rank, launch.local_rank, launch.source, inventory.gpus.size());
+  std::vector<std::unique_ptr<cuda::NcclCommunicator>> comms;
+  comms.push_back(cuda::NcclCommunicator::from_environment(nccl_id_file, timeout));
+  cuda::HostStagedCommunicator host_group(*comms[0]);
+  const LeaveRunOnExit leave(model, trainer);
+  // Every rank has read the id once all hold a communicator (the check's collective): a later
+  // run cannot mistake the file for its own.
+  join_label_sharded_run(host_group, trainer.config(), model, trainer.optimizer(), train);
+  if (host_group.rank() == 0) {
+    std::error_code ec;
+    std::filesystem::remove(nccl_id_file, ec);
+  }
+  fit_on_ranks(trainer, model, train, test, std::move(comms), &host_group,
+               [&](const EpochReport& report) { on_epoch_end(report, host_group); });
 }
 
 }  // namespace haste

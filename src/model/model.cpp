@@ -322,6 +322,10 @@ void Model::set_label_shards(int shards) {
   impl_->shards = model::OutputShards(impl_->output, shards);
 }
 
+void Model::set_label_shards(shard::Communicator& comm) {
+  impl_->shards = model::OutputShards(impl_->output, comm);
+}
+
 int Model::label_shards() const { return impl_->shards.size(); }
 
 std::span<const int32_t> Model::touched_rows() const { return impl_->encoder.touched_rows(); }

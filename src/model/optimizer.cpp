@@ -119,8 +119,8 @@ Optimizer::Optimizer(const OptimizerConfig& config, Model& model) : config_(conf
   }
 }
 
-void Optimizer::update_rows(const Parameter& parameter, Slot& slot, std::span<const int32_t> rows,
-                            double lr) {
+void Optimizer::update_rows(const Parameter& parameter, std::span<float> first,
+                            std::span<float> second, std::span<const int32_t> rows, double lr) {
   const auto size = static_cast<int64_t>(parameter.value.size());
   const bool lazy = parameter.row_sparse;
   const int64_t width = lazy ? parameter.shape[1] : std::min<int64_t>(size, 4096);
@@ -132,9 +132,9 @@ void Optimizer::update_rows(const Parameter& parameter, Slot& slot, std::span<co
     for (int64_t i = 0; i < blocks; ++i) {
       const int64_t begin = lazy ? int64_t{rows[i]} * width : i * width;
       const int64_t n = std::min(width, size - begin);
-      float* second = slot.second.empty() ? nullptr : slot.second.data() + begin;
-      update(parameter.value.data() + begin, parameter.grad.data() + begin,
-             slot.first.data() + begin, second, n);
+      float* second_moment = second.empty() ? nullptr : second.data() + begin;
+      update(parameter.value.data() + begin, parameter.grad.data() + begin, first.data() + begin,
+             second_moment, n);
     }
   };
   const auto decay = static_cast<float>(config_.weight_decay);
@@ -156,8 +156,28 @@ void Optimizer::step(double lr) {
         "optimizer: the model has {} parameters, the optimizer was made for {}", parameters.size(),
         slots_.size());
   for (size_t i = 0; i < parameters.size(); ++i) {
-    update_rows(parameters[i], slots_[i], model_.touched_rows(), lr);
+    Parameter parameter = parameters[i];
+    std::span<float> first(slots_[i].first), second(slots_[i].second);
+    const auto rows =
+        only_shard_ ? shard::label_rows(only_shard_->first, parameter.name, only_shard_->second)
+                    : std::nullopt;
+    if (rows) {
+      // The shard's stretch of rows: the same elementwise update on a shorter span.
+      if (rows->second == rows->first) continue;
+      const auto row_size = parameter.value.size() / static_cast<size_t>(parameter.shape[0]);
+      const auto begin = static_cast<size_t>(rows->first) * row_size;
+      const auto size = static_cast<size_t>(rows->second - rows->first) * row_size;
+      parameter.value = parameter.value.subspan(begin, size);
+      parameter.grad = parameter.grad.subspan(begin, size);
+      first = first.subspan(begin, size);
+      if (!second.empty()) second = second.subspan(begin, size);
+    }
+    update_rows(parameter, first, second, model_.touched_rows(), lr);
   }
+}
+
+void Optimizer::update_label_shard_only(const shard::LabelShard& shard, int64_t g) {
+  only_shard_ = std::pair{shard, g};
 }
 
 void Optimizer::remap_tail_slots(const GroupSharedShape& shape,

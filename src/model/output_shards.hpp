@@ -13,6 +13,16 @@
 // Prediction: each rank keeps its labels' top-k per row, then the P candidate lists are
 // merged; ties go to the lower model label, as in the unsharded top-k.
 //
+// A multi-process run (haste train under torchrun/mpirun, issue 9) builds the layer's shards
+// with a communicator instead: this process is rank comm.rank() of comm.size() and computes its
+// own shard only, the others being in other processes; the same per-rank code runs, and the
+// collectives go through `comm` (TcpGroup sums in InProcessGroup's rank order, so P processes
+// train exactly as P in-process shards do). Each process still holds the whole layer (its
+// encoder pass needs all of h anyway, and the other shards' rows simply stay unused and
+// unchanged: Optimizer::update_label_shard_only), and prediction exchanges the ranks' candidate
+// lists through an all-gather. Every rank must then call forward_backward and top_k together,
+// and top_k is no longer safe to call from several threads at once.
+//
 // DST keeps its exact semantics, the global prune rule included: it runs after the optimizer
 // step on the whole tail, which in-process shards leave in one place (their parameters are
 // stretches of the model's arrays), and the gradient rule reads the one dz [B, G*g] that every
@@ -23,6 +33,7 @@
 #pragma once
 
 #include <cstdint>
+#include <haste/shard/communicator.hpp>
 #include <haste/shard/in_process.hpp>
 #include <haste/shard/label_shards.hpp>
 #include <haste/sparse.hpp>
@@ -35,8 +46,10 @@ namespace haste::model {
 
 class OutputShards {
  public:
-  // P shards of `layer`'s labels.
+  // P shards of `layer`'s labels, on in-process ranks.
   OutputShards(const OutputLayer& layer, int P);
+  // comm.size() shards, of which this process runs shard comm.rank(); `comm` must outlive this.
+  OutputShards(const OutputLayer& layer, shard::Communicator& comm);
 
   int size() const { return static_cast<int>(shards_.size()); }
   const std::vector<shard::LabelShard>& shards() const { return shards_; }
@@ -54,9 +67,15 @@ class OutputShards {
              std::vector<std::vector<float>>& scores) const;
 
  private:
+  // Rank comm.rank()'s part of forward_backward: its shard into my_dh, then the sums.
+  double rank_forward_backward(shard::Communicator& comm, OutputLayer& layer,
+                               OutputLayer::Workspace& work, int64_t B, std::span<const float> h,
+                               const CsrMatrix& targets, std::span<float> my_dh);
+
   std::vector<shard::LabelShard> shards_;
+  shard::Communicator* process_group_ = nullptr;  // a multi-process run's, or null
   shard::InProcessGroup group_;
-  std::vector<OutputLayer::Workspace> workspaces_;  // one per rank
+  std::vector<OutputLayer::Workspace> workspaces_;  // one per rank of this process
   std::vector<std::vector<float>> dh_;              // ranks 1..P-1's share of dh [B, d]
 };
 

@@ -142,6 +142,12 @@ struct InProcessGroup::Shared {
     barrier.arrive_and_wait();
   }
 
+  void broadcast(int rank, std::span<float> data) {
+    post(rank, data.data(), data.size(), data.data(), data.size(), "broadcast");
+    if (rank != 0) std::memcpy(data.data(), send_of<float>(0), data.size() * sizeof(float));
+    barrier.arrive_and_wait();
+  }
+
   int size;
   AbortableBarrier barrier;
   std::vector<Posted> posted;
@@ -161,6 +167,7 @@ class InProcessGroup::RankCommunicator final : public Communicator {
   }
   void all_reduce(std::span<float> data) override { shared_.all_reduce(rank_, data); }
   void all_reduce(std::span<double> data) override { shared_.all_reduce(rank_, data); }
+  void broadcast(std::span<float> data) override { shared_.broadcast(rank_, data); }
 
  private:
   Shared& shared_;

@@ -84,7 +84,7 @@ std::vector<uint8_t> share_through_file(const std::filesystem::path& path, int r
     }
     check(std::chrono::steady_clock::now() < deadline,
           "shard: rank {} waited {} ms for rank 0 to write {} ({} bytes); start rank 0 with the "
-          "same --nccl-id-file on a file system every rank sees",
+          "same --rendezvous file, on a file system every rank sees",
           rank, timeout.count(), path.string(), size);
     std::this_thread::sleep_for(delay);
     delay = std::min(delay * 2, std::chrono::milliseconds(100));

@@ -2,12 +2,14 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <chrono>
 #include <haste/checkpoint.hpp>
 #include <haste/error.hpp>
 #include <haste/shard/label_shards.hpp>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
+#include <thread>
 #include <utility>
 
 #include "data/text_io.hpp"
@@ -111,17 +113,27 @@ void remove_shard_files(const fs::path& directory, const std::vector<std::string
   }
 }
 
-void save_sharded_checkpoint(const fs::path& directory, const Model& model, int shards,
-                             Trainer* trainer, const Featurizer* featurizer) {
+std::string shard_file_name(int64_t step, int rank, int shards) {
+  return fmt::format("model-step{}-shard{}-of{}.safetensors", step, rank, shards);
+}
+
+int64_t steps_done(const Trainer* trainer) {
+  return trainer != nullptr ? trainer->state().steps_done : 0;
+}
+
+void write_shard_file(const fs::path& directory, const Model& model, int shards, int rank,
+                      Trainer* trainer, const Featurizer* featurizer) {
   const std::vector<shard::LabelShard> label_shards =
       shard::split_labels(model.shape().head_labels, model.shape().groups, shards);
-  const int64_t step = trainer != nullptr ? trainer->state().steps_done : 0;
+  write_checkpoint_file(directory / shard_file_name(steps_done(trainer), rank, shards), model,
+                        trainer, featurizer, {&label_shards[rank], rank, model.shape().group_size});
+}
+
+// The index naming the `shards` files of step `step`, once they are all written, then the
+// removal of every other checkpoint file.
+void commit_sharded_checkpoint(const fs::path& directory, int shards, int64_t step) {
   std::vector<std::string> files;
-  for (int r = 0; r < shards; ++r) {
-    files.push_back(fmt::format("model-step{}-shard{}-of{}.safetensors", step, r, shards));
-    write_checkpoint_file(directory / files.back(), model, trainer, featurizer,
-                          {&label_shards[r], r, model.shape().group_size});
-  }
+  for (int r = 0; r < shards; ++r) files.push_back(shard_file_name(step, r, shards));
   const Json index{{"format", kIndexFormat},
                    {"format_version", kFormatVersion},
                    {"shards", shards},
@@ -132,6 +144,14 @@ void save_sharded_checkpoint(const fs::path& directory, const Model& model, int 
   out.commit();
   remove_shard_files(directory, files);
   fs::remove(directory / kCheckpointFileName);
+}
+
+void save_sharded_checkpoint(const fs::path& directory, const Model& model, int shards,
+                             Trainer* trainer, const Featurizer* featurizer) {
+  for (int r = 0; r < shards; ++r) {
+    write_shard_file(directory, model, shards, r, trainer, featurizer);
+  }
+  commit_sharded_checkpoint(directory, shards, steps_done(trainer));
 }
 
 }  // namespace
@@ -151,6 +171,45 @@ void save_run_checkpoint(const fs::path& directory, const Model& model, int shar
   save_checkpoint(directory / kCheckpointFileName, model, trainer, featurizer);
   fs::remove(directory / kShardIndexFileName);
   remove_shard_files(directory, {});
+}
+
+void save_run_checkpoint(const fs::path& directory, const Model& model, shard::Communicator& comm,
+                         Trainer* trainer, const Featurizer* featurizer) {
+  const int shards = comm.size(), rank = comm.rank();
+  if (shards == 1) {
+    save_run_checkpoint(directory, model, 1, trainer, featurizer);
+    return;
+  }
+  // Every rank learns whether every shard file was written before rank 0 names them in the
+  // index: a rank that could not write leaves the previous checkpoint in force everywhere.
+  std::string error;
+  try {
+    write_shard_file(directory, model, shards, rank, trainer, featurizer);
+  } catch (const std::exception& e) {
+    error = e.what();
+  }
+  float failures[1] = {error.empty() ? 0.0f : 1.0f};
+  comm.all_reduce(std::span<float>(failures));
+  if (!error.empty()) throw Error(error);
+  const int64_t step = steps_done(trainer);
+  check(failures[0] == 0,
+        "checkpoint: another rank could not write its shard of step {} into {} (its output says "
+        "why); the previous checkpoint there stays in force",
+        step, directory.string());
+  if (rank != 0) return;
+  // A network file system may show another host's new file a little later.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  for (int r = 1; r < shards; ++r) {
+    const fs::path file = directory / shard_file_name(step, r, shards);
+    while (!fs::exists(file)) {
+      check(std::chrono::steady_clock::now() < deadline,
+            "checkpoint: rank {} wrote {}, but rank 0 does not see it: --out must be a "
+            "directory on a file system every rank sees",
+            r, file.string());
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+  }
+  commit_sharded_checkpoint(directory, shards, step);
 }
 
 bool has_checkpoint(const fs::path& directory) {

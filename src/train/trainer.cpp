@@ -9,6 +9,7 @@
 #include <numeric>
 
 #include "data/random.hpp"
+#include "train/multi_process.hpp"
 
 namespace haste {
 namespace {
@@ -83,7 +84,11 @@ MetricReport Trainer::evaluate(const Dataset& train, const Dataset& test) const 
 void Trainer::fit(const Dataset& train, const Dataset* test,
                   const std::function<void(const EpochReport&)>& on_epoch_end) {
   if (config_.threads > 0) omp_set_num_threads(config_.threads);
-  model_.set_label_shards(config_.shards);
+  if (process_group_ != nullptr) {
+    join_label_sharded_run(*process_group_, config_, model_, optimizer_, train);
+  } else {
+    model_.set_label_shards(config_.shards);
+  }
   const int64_t N = train.num_points();
   check(N > 0, "train: the training set has no rows");
   const int64_t per_epoch = steps_per_epoch(N);
@@ -124,6 +129,7 @@ void Trainer::fit(const Dataset& train, const Dataset* test,
     report.mean_loss = loss_sum / static_cast<double>(per_epoch);
     report.examples_per_second = static_cast<double>(N) / std::max(report.train_seconds, 1e-9);
     state_.epochs_done = epoch + 1;
+    if (process_group_ != nullptr) broadcast_replicated(*process_group_, model_, optimizer_);
     finish_epoch(
         config_, [&](const Dataset& data) { return model_.predict(data, config_.top_k); }, test,
         propensities, report, on_epoch_end);

@@ -2,7 +2,11 @@
 #include <fmt/format.h>
 
 #include <haste/error.hpp>
+#include <haste/shard/tcp_group.hpp>
 #include <haste/trainer_device.hpp>
+#include <memory>
+
+#include "train/multi_process.hpp"
 
 namespace haste {
 
@@ -42,6 +46,39 @@ void fit_on_device(TrainDevice device, Trainer& trainer, Model& model, const Dat
     fmt::print("training on the CPU ({})\n", reason);
   }
   trainer.fit(train, test, on_epoch_end);
+}
+
+void fit_multi_process(TrainDevice device, const MultiProcessRun& run, Trainer& trainer,
+                       Model& model, const Dataset& train, const Dataset* test,
+                       const RankEpochCallback& on_epoch_end) {
+  const shard::LaunchRank& launch = run.launch;
+  std::string reason = gpu_training_unsupported(model, trainer.config());
+  if (reason.empty() && trainer.config().dst.enabled) {
+    reason = "DST does not run on the label-sharded GPU path yet";
+  }
+  if (device != TrainDevice::cpu && reason.empty()) {
+    fmt::print("training label-sharded over {} process{} ({}), rank {} on GPU {} (NCCL)\n",
+               launch.world_size, launch.world_size > 1 ? "es" : "", launch.source, launch.rank,
+               launch.local_rank);
+    check(!run.rendezvous_file.empty(),
+          "train: a multi-process run on GPUs shares NCCL's id through a file: give every rank "
+          "the same --rendezvous FILE (or HASTE_RENDEZVOUS) on a file system they all see");
+    fit_on_gpu_process(trainer, model, train, test, run.rendezvous_file, run.timeout, on_epoch_end);
+    return;
+  }
+  check(device != TrainDevice::cuda, "train --device cuda: {}", reason);
+  fmt::print("training label-sharded over {} process{} ({}) on the CPU{}\n", launch.world_size,
+             launch.world_size > 1 ? "es" : "", launch.source,
+             device == TrainDevice::automatic ? fmt::format(" ({})", reason) : "");
+  // One process meets no one: it needs no address.
+  const std::unique_ptr<shard::TcpGroup> group = shard::TcpGroup::connect(
+      launch,
+      launch.world_size > 1 ? shard::tcp_rendezvous_from_environment(run.rendezvous_file)
+                            : shard::TcpRendezvous{},
+      {run.timeout, run.timeout});
+  trainer.join(group.get());
+  const LeaveRunOnExit leave(model, trainer);
+  trainer.fit(train, test, [&](const EpochReport& report) { on_epoch_end(report, *group); });
 }
 
 }  // namespace haste

@@ -4,8 +4,13 @@
 // N = 2 (skipped on a one-GPU machine) the shards draw their own rounding, so they agree within
 // the GPU-vs-CPU test's bounds. Skipped without a GPU.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
+#include <chrono>
 #include <cmath>
+#include <cstdlib>
+#include <filesystem>
+#include <haste/checkpoint.hpp>
 #include <haste/cuda/cuda_check.hpp>
 #include <haste/trainer.hpp>
 #include <haste/trainer_device.hpp>
@@ -99,6 +104,47 @@ TEST(TrainerMultiGpu, TwoGpusTrainLikeOne) {
   for (const NamedTensor<const float>& t : two.float_tensors()) {
     for (float x : t.data) ASSERT_TRUE(std::isfinite(x)) << t.name;
   }
+}
+
+// `haste train` under a launcher with a world of one (HASTE_RANK=0, HASTE_WORLD_SIZE=1,
+// --device cuda): the multi-process path (NcclCommunicator::from_environment with its id
+// through a file, the host's evaluation and checkpoint through HostStagedCommunicator) trains
+// as --gpus 1 does. Two processes on one GPU are not tested: NCCL refuses two ranks of one
+// communicator on one device.
+TEST(TrainerMultiGpu, MultiProcessPathWithAWorldOfOneTrainsLikeOneNcclGpu) {
+  HASTE_REQUIRE_GPU();
+  const SmallRun setup;
+  Model one = Model::build(setup.model_config, setup.train);
+  Model process = Model::build(setup.model_config, setup.train);
+  const std::vector<EpochReport> want = setup.run(1, one);
+
+  const std::filesystem::path dir =
+      std::filesystem::temp_directory_path() / ("haste-gpu-process-" + std::to_string(::getpid()));
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  ::setenv("HASTE_RANK", "0", 1);
+  ::setenv("HASTE_WORLD_SIZE", "1", 1);
+  ::setenv("HASTE_LOCAL_RANK", "0", 1);
+  TrainConfig config = setup.config;
+  config.shards = 1;
+  Trainer trainer(config, process);
+  std::vector<EpochReport> got;
+  fit_on_gpu_process(trainer, process, setup.train, &setup.test, dir / "nccl-id",
+                     std::chrono::seconds(30),
+                     [&](const EpochReport& report, shard::Communicator& group) {
+                       EXPECT_EQ(group.size(), 1);
+                       got.push_back(report);
+                       save_run_checkpoint(dir, process, group, &trainer);
+                     });
+  ::unsetenv("HASTE_RANK");
+  ::unsetenv("HASTE_WORLD_SIZE");
+  ::unsetenv("HASTE_LOCAL_RANK");
+  expect_same_run(got, want, 1e-5, 0.005);
+  EXPECT_FALSE(std::filesystem::exists(dir / "nccl-id"));  // removed once every rank read it
+  Model loaded = Checkpoint(dir).load_model();
+  const Rankings a = loaded.predict(setup.test, 5), b = process.predict(setup.test, 5);
+  EXPECT_EQ(a.labels, b.labels);
+  std::filesystem::remove_all(dir);
 }
 
 }  // namespace

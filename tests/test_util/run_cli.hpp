@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <spawn.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -15,6 +16,7 @@
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <string_view>
 #include <vector>
 
 extern char** environ;
@@ -91,6 +93,64 @@ inline CliResult run_cli(std::vector<std::string> args, const CliLimits& limits 
   std::filesystem::remove(stderr_file);
   std::filesystem::remove(stdout_file);
   return result;
+}
+
+// A `haste` child started in the background with extra environment variables (`environment`,
+// "NAME=value"; the launcher variables of the test's own environment are dropped), its stdout
+// and stderr going to files: for the multi-process tests, which start several at once.
+struct CliProcess {
+  pid_t pid = -1;
+  std::filesystem::path stdout_file, stderr_file;
+
+  // Waits for the child; its exit code, or 128 + signal when a signal ended it.
+  int wait() {
+    int status = 0;
+    if (pid < 0 || ::waitpid(pid, &status, 0) != pid) return -1;
+    pid = -1;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  }
+  std::string output() const { return read_text_file(stdout_file); }
+  std::string error_output() const { return read_text_file(stderr_file); }
+};
+
+inline CliProcess start_cli(std::vector<std::string> args,
+                            const std::vector<std::string>& environment,
+                            const std::filesystem::path& output_prefix) {
+  args.insert(args.begin(), HASTE_CLI);
+  std::vector<char*> argv;
+  for (std::string& arg : args) argv.push_back(arg.data());
+  argv.push_back(nullptr);
+  std::vector<std::string> variables;
+  for (char** e = environ; *e != nullptr; ++e) {
+    const std::string_view entry(*e);
+    bool launcher = false;
+    for (const char* prefix : {"HASTE_RANK=", "HASTE_WORLD_SIZE=", "HASTE_LOCAL_RANK=", "RANK=",
+                               "WORLD_SIZE=", "LOCAL_RANK=", "OMPI_COMM_WORLD_", "MASTER_ADDR=",
+                               "MASTER_PORT=", "HASTE_MASTER_", "HASTE_RENDEZVOUS="}) {
+      launcher = launcher || entry.starts_with(prefix);
+    }
+    if (!launcher) variables.emplace_back(entry);
+  }
+  variables.insert(variables.end(), environment.begin(), environment.end());
+  std::vector<char*> envp;
+  for (std::string& variable : variables) envp.push_back(variable.data());
+  envp.push_back(nullptr);
+
+  CliProcess process;
+  process.stdout_file = output_prefix.string() + ".out";
+  process.stderr_file = output_prefix.string() + ".err";
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, process.stdout_file.c_str(),
+                                   O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  posix_spawn_file_actions_addopen(&actions, STDERR_FILENO, process.stderr_file.c_str(),
+                                   O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  if (posix_spawn(&process.pid, HASTE_CLI, &actions, nullptr, argv.data(), envp.data()) != 0) {
+    ADD_FAILURE() << "cannot start " << HASTE_CLI;
+    process.pid = -1;
+  }
+  posix_spawn_file_actions_destroy(&actions);
+  return process;
 }
 
 }  // namespace haste::test_util

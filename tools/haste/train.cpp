@@ -1,8 +1,12 @@
 // `haste train`: trains a model from a config file and flags, and writes the run's outputs
 // (checkpoint, metrics.json, plot.png) into --out after every epoch.
+#include <fcntl.h>
 #include <fmt/format.h>
 #include <fmt/ranges.h>
+#include <unistd.h>
 
+#include <chrono>
+#include <cstdio>
 #include <filesystem>
 #include <haste/checkpoint.hpp>
 #include <haste/config_file.hpp>
@@ -10,6 +14,7 @@
 #include <haste/dataset_split.hpp>
 #include <haste/error.hpp>
 #include <haste/progress.hpp>
+#include <haste/shard/launch.hpp>
 #include <haste/trainer.hpp>
 #include <haste/trainer_device.hpp>
 #include <memory>
@@ -55,7 +60,40 @@ struct TrainArgs {
   std::optional<int> threads;
   std::optional<int> shards;
   std::optional<int> gpus;
+
+  // A multi-process run (launcher variables set, see multi_process_rank).
+  std::optional<fs::path> rendezvous;
+  double rank_timeout = 300;
 };
+
+// This process's rank when a launcher started it (HASTE_RANK/HASTE_WORLD_SIZE, torchrun's
+// RANK/WORLD_SIZE, Open MPI's OMPI_COMM_WORLD_*): then every process is one rank of a
+// label-sharded run, even a world of 1 (the multi-process path on one process). None without
+// those variables, or when --shards/--gpus ask for one process's own ranks.
+std::optional<shard::LaunchRank> multi_process_rank(const TrainArgs& args) {
+  const shard::LaunchRank launch = shard::launch_rank_from_environment();
+  if (launch.source.empty()) return std::nullopt;
+  if (args.shards || args.gpus) {
+    check(launch.world_size == 1,
+          "train: --shards and --gpus split the labels over one process's ranks, but {} says "
+          "this is rank {} of {} processes: drop them (under a launcher each process is one "
+          "rank, and the world size is the shard count)",
+          launch.source, launch.rank, launch.world_size);
+    return std::nullopt;
+  }
+  return launch;
+}
+
+// Ranks other than 0 print nothing to stdout (the tables and progress are rank 0's); their
+// errors still reach stderr.
+void silence_stdout() {
+  std::fflush(stdout);
+  const int null = ::open("/dev/null", O_WRONLY | O_CLOEXEC);
+  if (null >= 0) {
+    ::dup2(null, STDOUT_FILENO);
+    ::close(null);
+  }
+}
 
 void apply_overrides(const TrainArgs& args, RunConfig& config) {
   ModelConfig& m = config.model;
@@ -196,6 +234,9 @@ void remove_stale_temporaries(const fs::path& directory) {
 struct StopTraining {};
 
 void run_train(const TrainArgs& args) {
+  const std::optional<shard::LaunchRank> launch = multi_process_rank(args);
+  const bool lead = !launch || launch->rank == 0;  // prints, logs and cleans up
+  if (!lead) silence_stdout();
   std::optional<Checkpoint> checkpoint;
   RunConfig config = args.config ? load_run_config(*args.config) : RunConfig{};
   if (args.resume) {
@@ -212,13 +253,17 @@ void run_train(const TrainArgs& args) {
     if (args.gpus) config.train.shards = *args.gpus;
     config.train.show_progress = !args.quiet;
   } else {
-    if (has_checkpoint(args.out)) {
+    if (has_checkpoint(args.out) && lead) {
       fmt::print(stderr,
                  "note: starting afresh over the checkpoint in {} (use --resume to "
                  "continue that run)\n",
                  args.out.string());
     }
     apply_overrides(args, config);
+  }
+  if (launch) {
+    config.train.shards = launch->world_size;
+    config.train.show_progress = lead && !args.quiet;
   }
 
   Data data = naming_memory_use(fmt::format("reading the data ({})", args.train.string()),
@@ -251,27 +296,46 @@ void run_train(const TrainArgs& args) {
       size.output_layer_bytes() + trainer.optimizer().output_layer_state_bytes();
 
   fs::create_directories(args.out);
-  remove_stale_temporaries(args.out);
-  TrainingLog log(args.out, describe_run(config, args, data, size,
-                                         trainer.optimizer().output_layer_state_bytes()));
-  if (checkpoint) log.keep_earlier_epochs(trainer.state().epochs_done);
+  std::optional<TrainingLog> log;
+  if (lead) {
+    remove_stale_temporaries(args.out);
+    log.emplace(args.out, describe_run(config, args, data, size,
+                                       trainer.optimizer().output_layer_state_bytes()));
+    if (checkpoint) log->keep_earlier_epochs(trainer.state().epochs_done);
+  }
   print_epoch_header(data.test.has_value());
   const Dataset* test = data.test ? &*data.test : nullptr;
+  const Featurizer* vocabulary = featurizer ? &*featurizer : nullptr;
+  // The end of an epoch; `group` is a multi-process run's (each rank writes its checkpoint
+  // shard), null for one process.
+  auto end_epoch = [&](const EpochReport& report, shard::Communicator* group) {
+    print_epoch(report);
+    // The log first: a kill between the two leaves a log one epoch ahead of the checkpoint,
+    // which --resume trims, rather than a log missing an epoch the checkpoint has.
+    if (log) log->add(report, output_layer_bytes);
+    if (group != nullptr) {
+      save_run_checkpoint(args.out, model, *group, &trainer, vocabulary);
+    } else {
+      save_run_checkpoint(args.out, model, config.train.shards, &trainer, vocabulary);
+    }
+    if (args.stop_after && report.epoch >= *args.stop_after) throw StopTraining{};
+  };
   try {
     naming_memory_use("training", [&] {
-      fit_on_device(
-          parse_train_device(args.device), trainer, model, data.train, test,
-          [&](const EpochReport& report) {
-            print_epoch(report);
-            // The log first: a kill between the two leaves a log one epoch ahead of the
-            // checkpoint, which --resume trims, rather than a log missing an epoch the
-            // checkpoint has.
-            log.add(report, output_layer_bytes);
-            save_run_checkpoint(args.out, model, config.train.shards, &trainer,
-                                featurizer ? &*featurizer : nullptr);
-            if (args.stop_after && report.epoch >= *args.stop_after) throw StopTraining{};
-          },
-          args.gpus.value_or(0));
+      const TrainDevice device = parse_train_device(args.device);
+      if (launch) {
+        MultiProcessRun run{
+            *launch, args.rendezvous.value_or(fs::path()),
+            std::chrono::milliseconds(static_cast<int64_t>(1000 * args.rank_timeout))};
+        fit_multi_process(device, run, trainer, model, data.train, test,
+                          [&](const EpochReport& report, shard::Communicator& group) {
+                            end_epoch(report, &group);
+                          });
+      } else {
+        fit_on_device(
+            device, trainer, model, data.train, test,
+            [&](const EpochReport& report) { end_epoch(report, nullptr); }, args.gpus.value_or(0));
+      }
     });
   } catch (const StopTraining&) {
     fmt::print("stopped after epoch {} of {}; continue with --resume\n",
@@ -345,6 +409,18 @@ void add_train(CLI::App& app) {
                   "and stream per GPU; the checkpoint is sharded N ways)")
       ->check(CLI::PositiveNumber)
       ->excludes("--shards");
+  cmd->add_option("--rendezvous", args->rendezvous,
+                  "Multi-process runs (one process per rank, started by torchrun, mpirun or with "
+                  "HASTE_RANK/HASTE_WORLD_SIZE): the file through which the ranks meet, on a file "
+                  "system all see, fresh for each run. CPU: rank 0 writes its TCP address there "
+                  "unless MASTER_ADDR/MASTER_PORT give it; --device cuda: rank 0 writes NCCL's id "
+                  "there. Default: $HASTE_RENDEZVOUS")
+      ->envname("HASTE_RENDEZVOUS");
+  cmd->add_option("--rank-timeout", args->rank_timeout,
+                  "Multi-process runs: seconds a rank waits for the others to join, and for a "
+                  "peer's data in any one exchange, before it stops with an error")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
   cmd->add_flag("--quiet,-q", args->quiet, "No progress bars");
   cmd->add_flag("--no-cache", args->no_cache, "Do not use or write the binary data cache");
   cmd->add_option("--device", args->device,

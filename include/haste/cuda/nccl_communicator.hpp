@@ -40,6 +40,7 @@ class NcclCommunicator final : public shard::Communicator {
   void reduce_scatter(std::span<const float> send, std::span<float> recv) override;
   void all_reduce(std::span<float> data) override;
   void all_reduce(std::span<double> data) override;
+  void broadcast(std::span<float> data) override;
 
   int device() const;
   cudaStream_t stream() const;
@@ -54,6 +55,34 @@ class NcclCommunicator final : public shard::Communicator {
   struct Impl;
   explicit NcclCommunicator(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
+};
+
+// The collectives of an NcclCommunicator's ranks on host memory: each call copies the host
+// spans to the rank's GPU, runs the collective on its stream, waits, and copies the result
+// back. For the few host-side collectives of a multi-process GPU run (the evaluation's top-k
+// lists, the replicated encoder at an epoch's end, the checkpoint's agreement), not for steps.
+class HostStagedCommunicator final : public shard::Communicator {
+ public:
+  explicit HostStagedCommunicator(NcclCommunicator& nccl);  // which must outlive this
+  ~HostStagedCommunicator() override;
+
+  int rank() const override;
+  int size() const override;
+  void all_gather(std::span<const float> send, std::span<float> recv) override;
+  void reduce_scatter(std::span<const float> send, std::span<float> recv) override;
+  void all_reduce(std::span<float> data) override;
+  void all_reduce(std::span<double> data) override;
+  void broadcast(std::span<float> data) override;
+
+ private:
+  // Device space for `bytes` (grown as needed, kept between calls), with the rank's GPU current.
+  void* staging(size_t bytes);
+  template <typename T, typename Run>
+  void staged(std::span<const T> send, std::span<T> recv, const Run& run);
+
+  NcclCommunicator& nccl_;
+  void* buffer_ = nullptr;
+  size_t capacity_ = 0;
 };
 
 }  // namespace haste::cuda

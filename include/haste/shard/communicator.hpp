@@ -2,10 +2,13 @@
 // is split by label groups over P ranks, h is shared, and the gradient of h (and of anything
 // replicated) is summed over the ranks.
 //
-// One interface, two engines:
+// One interface, three engines:
 //   InProcessGroup (include/haste/shard/in_process.hpp): P ranks as threads of one process on
 //     host memory, summing in rank order, so results never depend on thread timing. The CPU
 //     backend's sharded path, and what CI tests sharding with.
+//   TcpGroup (include/haste/shard/tcp_group.hpp): one rank per process, on host memory, through
+//     TCP connections to rank 0, summing in rank order like InProcessGroup (so P processes give
+//     the numbers of P in-process shards); the CPU backend's multi-process path.
 //   NcclCommunicator (include/haste/cuda/nccl_communicator.hpp, CUDA builds): one GPU per rank,
 //     buffers in that GPU's memory, every call enqueued on the rank's stream.
 // Every rank must make the same calls in the same order with the same counts (as with MPI and
@@ -31,6 +34,8 @@ class Communicator {
   // data = the sum over ranks of data, in place.
   virtual void all_reduce(std::span<float> data) = 0;
   virtual void all_reduce(std::span<double> data) = 0;
+  // data = rank 0's data, on every rank (bit for bit: no arithmetic).
+  virtual void broadcast(std::span<float> data) = 0;
 };
 
 }  // namespace haste::shard
