@@ -4,7 +4,7 @@
 // per element (G * B * k of them) would swamp the memory system. Instead a thread block owns a
 // batch tile of 32 rows and a range of groups, and accumulates dhT[:, tile] ([d, 32] fp32, at
 // most 128 KB) in shared memory; it adds that to global memory once, at the end (d * 32
-// atomics per block). Per stage (a few groups, 3-deep cp.async pipeline) warp w computes
+// atomics per block). Per stage (a few groups, 2- or 3-deep cp.async pipeline) warp w computes
 // dHg^T = Wg^T dZg^T for batch columns 8w .. 8w + 7 of every group and 16-slot m-tile with
 // mma.m16n8k16 (M = slots, N = batch, K = labels; g = 8 pads K with zeros) and adds it into
 // the accumulator rows idx[G][slot]. Warps own disjoint columns and a group's slots are
@@ -19,26 +19,35 @@ namespace {
 constexpr int kBatchTile = 32;
 constexpr int kWarps = kBatchTile / 8;  // one 8-column n-tile each
 constexpr int kThreads = kWarps * kWarpSize;
-constexpr int kStages = 3;
 
+// A stage size and pipeline depth. With 4 warps a block is latency-bound, so where two blocks
+// fit on an SM at this d (small stages, 2 deep: 108 KB at g = 32, k = 64, d = 768) they beat one
+// block with larger stages (shape 1 of bench/NOTES.md: 0.93 -> 0.63 ms); where not (wide d,
+// g * k = 8192) the one-block plan stays.
+template <int kG, int kK, int kWeightsPerStage, int kPipelineDepth>
+struct InputsPlan {
+  static constexpr int kDepth = kPipelineDepth;
+  using Stage = GroupStage<kG, kK, kWeightsPerStage>;
+  __host__ __device__ static constexpr size_t stage_bytes() {
+    return Stage::kWeightBytes + Stage::kIndexBytes + kBatchTile * Stage::kLabels * 2;
+  }
+  static constexpr size_t shared_bytes(int64_t d) {
+    return static_cast<size_t>(d) * kBatchTile * 4 + kDepth * stage_bytes();
+  }
+};
 template <int kG, int kK>
-using InputsStage = GroupStage<kG, kK, 4096>;
+using TwoPerSmPlan = InputsPlan<kG, kK, 2048, 2>;
+template <int kG, int kK>
+using OnePerSmPlan = InputsPlan<kG, kK, 4096, 3>;
+// Two blocks fit on an SM when both, with the 1 KB the system reserves per block, fit in its
+// 228 KB (Hopper).
+constexpr size_t kSharedBytesPerSm = 228 * 1024, kReservedPerBlock = 1024;
 
-template <int kG, int kK>
-__host__ __device__ constexpr size_t stage_bytes() {
-  using Stage = InputsStage<kG, kK>;
-  return Stage::kWeightBytes + Stage::kIndexBytes + kBatchTile * Stage::kLabels * 2;
-}
-
-template <int kG, int kK>
-constexpr size_t inputs_shared_bytes(int64_t d) {
-  return static_cast<size_t>(d) * kBatchTile * 4 + kStages * stage_bytes<kG, kK>();
-}
-
-template <int kG, int kK>
+template <int kG, int kK, typename Plan>
 __global__ void __launch_bounds__(kThreads)
     gsff_backward_inputs_kernel(GroupSharedArgs a, int batch_tiles, int64_t stages) {
-  using Stage = InputsStage<kG, kK>;
+  using Stage = typename Plan::Stage;
+  constexpr int kStages = Plan::kDepth;
   using DzTile = SwizzledTile<Stage::kLabelChunks>;  // [32 batch rows][stage labels]
   constexpr int kMTiles = kK / 16;
   constexpr int kItems = Stage::kGroups * kMTiles;  // (group, m-tile) pairs of a stage
@@ -48,14 +57,14 @@ __global__ void __launch_bounds__(kThreads)
   uint8_t* stage_memory = shared + a.d * kBatchTile * 4;
   auto weights_in = [&](int buffer) {
     return typename Stage::WeightTile{
-        reinterpret_cast<bf16*>(stage_memory + buffer * stage_bytes<kG, kK>())};
+        reinterpret_cast<bf16*>(stage_memory + buffer * Plan::stage_bytes())};
   };
   auto dz_in = [&](int buffer) {
-    return DzTile{reinterpret_cast<bf16*>(stage_memory + buffer * stage_bytes<kG, kK>() +
+    return DzTile{reinterpret_cast<bf16*>(stage_memory + buffer * Plan::stage_bytes() +
                                           Stage::kWeightBytes)};
   };
   auto indices_in = [&](int buffer) {
-    return reinterpret_cast<int32_t*>(stage_memory + buffer * stage_bytes<kG, kK>() +
+    return reinterpret_cast<int32_t*>(stage_memory + buffer * Plan::stage_bytes() +
                                       Stage::kWeightBytes + kBatchTile * Stage::kLabels * 2);
   };
 
@@ -101,9 +110,16 @@ __global__ void __launch_bounds__(kThreads)
 cudaError_t launch_gsff_backward_inputs(const GroupSharedArgs& args, cudaStream_t stream) {
   return dispatch_group_shape(args.g, args.k, [&](auto g_constant, auto k_constant) {
     constexpr int kG = decltype(g_constant)::value, kK = decltype(k_constant)::value;
-    return launch_batch_tiled(gsff_backward_inputs_kernel<kG, kK>, args, kThreads, kBatchTile,
-                              InputsStage<kG, kK>::count(args.G),
-                              inputs_shared_bytes<kG, kK>(args.d), stream);
+    auto launch = [&](auto plan) {
+      using Plan = decltype(plan);
+      return launch_batch_tiled(gsff_backward_inputs_kernel<kG, kK, Plan>, args, kThreads,
+                                kBatchTile, Plan::Stage::count(args.G), Plan::shared_bytes(args.d),
+                                stream);
+    };
+    using TwoPerSm = TwoPerSmPlan<kG, kK>;
+    if (2 * (TwoPerSm::shared_bytes(args.d) + kReservedPerBlock) <= kSharedBytesPerSm)
+      return launch(TwoPerSm{});
+    return launch(OnePerSmPlan<kG, kK>{});
   });
 }
 
