@@ -18,8 +18,14 @@ constexpr int kThreads = kWarps * kWarpSize;
 constexpr int kBatchTile = 64;
 constexpr int kStages = 3;
 
+// About two groups per stage, from 2048 to 4096 weights: at g = 32, k = 64 two groups (4096)
+// took 0.61 -> 0.51 ms, at g = 32, k = 32 four (4096) were slower than two (2048): 1.46 vs 1.38
+// (H100, bench/NOTES.md).
+constexpr int stage_weights(int g, int k) {
+  return 2 * g * k < 2048 ? 2048 : 2 * g * k > 4096 ? 4096 : 2 * g * k;
+}
 template <int kG, int kK>
-using WeightsStage = GroupStage<kG, kK, 2048>;
+using WeightsStage = GroupStage<kG, kK, stage_weights(kG, kK)>;
 
 template <int kG, int kK>
 __host__ __device__ constexpr size_t gathered_bytes() {
