@@ -16,6 +16,7 @@
 #include <haste/cuda/batch_upload.hpp>
 #include <haste/cuda/cuda_check.hpp>
 #include <haste/cuda/device_buffer.hpp>
+#include <haste/cuda/device_memory.hpp>
 #include <haste/cuda/encoder_gpu.hpp>
 #include <haste/cuda/group_shared_topk.hpp>
 #include <haste/cuda/output_layer_gpu.hpp>
@@ -126,6 +127,9 @@ void fit_on_gpu(Trainer& trainer, Model& model, const Dataset& train, const Data
   const TrainConfig& config = trainer.config();
   const int64_t N = train.num_points();
   check(N > 0, "train: the training set has no rows");
+  int device = 0;
+  HASTE_CUDA_CHECK(cudaGetDevice(&device));
+  cuda::reset_peak_device_memory(device);  // this run's high-water mark, printed at the end
   const int64_t max_batch = (config.batch_size + kRowMultiple - 1) / kRowMultiple * kRowMultiple;
   const int64_t per_epoch = trainer.steps_per_epoch(N);
   const int64_t total_steps = per_epoch * config.epochs;
@@ -225,12 +229,15 @@ void fit_on_gpu(Trainer& trainer, Model& model, const Dataset& train, const Data
         config, [&](const Dataset& data) { return ranker->rank(data, encoder, output, stream); },
         test, propensities, report, on_epoch_end);
   }
-  // Every device buffer is allocated before or in the first step, so what is in use now is the
-  // run's peak (this process and anything else on the GPU).
+  // The peak counts the trainer's device buffers, temporaries included (DST's gradient batch,
+  // evaluation); cudaMemGetInfo adds the CUDA context, library workspaces and other processes.
   size_t free = 0, total = 0;
   HASTE_CUDA_CHECK(cudaMemGetInfo(&free, &total));
-  fmt::print("GPU memory in use at the end of training: {:.2f} GB of {:.2f} GB\n",
-             static_cast<double>(total - free) * 1e-9, static_cast<double>(total) * 1e-9);
+  fmt::print(
+      "GPU memory: peak {:.2f} GB held by the trainer's buffers; {:.2f} GB of {:.2f} GB in use on "
+      "the GPU at the end (CUDA context and library workspaces included)\n",
+      static_cast<double>(cuda::device_memory_use(device).peak) * 1e-9,
+      static_cast<double>(total - free) * 1e-9, static_cast<double>(total) * 1e-9);
 }
 
 }  // namespace haste

@@ -1,5 +1,6 @@
 // DeviceBuffer<T>: an owning cudaMalloc'd array (freed on destruction) with checked copies to
-// and from host vectors. Tests, benchmarks and the trainer hold device tensors in these.
+// and from host vectors. Tests, benchmarks and the trainer hold device tensors in these; every
+// allocation is counted in the device's memory ledger (device_memory.hpp).
 #pragma once
 
 #include <cuda_runtime.h>
@@ -7,6 +8,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <haste/cuda/cuda_check.hpp>
+#include <haste/cuda/device_memory.hpp>
 #include <utility>
 #include <vector>
 
@@ -17,20 +19,28 @@ class DeviceBuffer {
  public:
   DeviceBuffer() = default;
   explicit DeviceBuffer(size_t count) : count_(count) {
-    if (count_ > 0) HASTE_CUDA_CHECK(cudaMalloc(&data_, count_ * sizeof(T)));
+    if (count_ == 0) return;
+    HASTE_CUDA_CHECK(cudaGetDevice(&device_));
+    HASTE_CUDA_CHECK(cudaMalloc(&data_, count_ * sizeof(T)));
+    note_device_allocation(device_, bytes());
   }
   explicit DeviceBuffer(const std::vector<T>& host) : DeviceBuffer(host.size()) { upload(host); }
   DeviceBuffer(DeviceBuffer&& other) noexcept
-      : data_(std::exchange(other.data_, nullptr)), count_(std::exchange(other.count_, 0)) {}
+      : data_(std::exchange(other.data_, nullptr)),
+        count_(std::exchange(other.count_, 0)),
+        device_(other.device_) {}
   DeviceBuffer& operator=(DeviceBuffer&& other) noexcept {
     std::swap(data_, other.data_);
     std::swap(count_, other.count_);
+    std::swap(device_, other.device_);
     return *this;
   }
   DeviceBuffer(const DeviceBuffer&) = delete;
   DeviceBuffer& operator=(const DeviceBuffer&) = delete;
   ~DeviceBuffer() {
-    if (data_) cudaFree(data_);  // a destructor must not throw; a failed free leaks
+    if (!data_) return;
+    cudaFree(data_);  // a destructor must not throw; a failed free leaks
+    note_device_free(device_, bytes());
   }
 
   T* data() { return data_; }
@@ -54,6 +64,7 @@ class DeviceBuffer {
  private:
   T* data_ = nullptr;
   size_t count_ = 0;
+  int device_ = 0;  // where data_ lives (the current device when it was allocated)
 };
 
 }  // namespace haste::cuda
