@@ -44,9 +44,8 @@ void group_shared_fused_train(const GroupSharedDevice& layer, int64_t B, const b
           "{}: a batch of {} rows runs as several launches, so the weight update cannot be "
           "applied in the kernel (at most {} rows); write the gradient and update after",
           kKernel, B, kFusedTrainRows);
-    check(update->optimizer.state.first &&
-              (update->optimizer.scalars.kind == OptimizerKind::sgd ||
-               update->optimizer.state.second),
+    check(update->optimizer.state.first && (update->optimizer.scalars.kind == OptimizerKind::sgd ||
+                                            update->optimizer.state.second),
           "{}: the in-kernel update's optimizer state is null", kKernel);
   }
   check(targets.range.first >= 0 && targets.range.count >= 0 &&

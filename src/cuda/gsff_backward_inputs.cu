@@ -60,8 +60,8 @@ __global__ void __launch_bounds__(kThreads)
         reinterpret_cast<bf16*>(stage_memory + buffer * Plan::stage_bytes())};
   };
   auto dz_in = [&](int buffer) {
-    return DzTile{reinterpret_cast<bf16*>(stage_memory + buffer * Plan::stage_bytes() +
-                                          Stage::kWeightBytes)};
+    return DzTile{
+        reinterpret_cast<bf16*>(stage_memory + buffer * Plan::stage_bytes() + Stage::kWeightBytes)};
   };
   auto indices_in = [&](int buffer) {
     return reinterpret_cast<int32_t*>(stage_memory + buffer * Plan::stage_bytes() +

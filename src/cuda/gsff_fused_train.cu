@@ -488,13 +488,13 @@ __global__ void __launch_bounds__(kThreads, 1)
           if (r < ranks) add_bf16x4(sum, parts[r]);
         }
         if (f.updated_weights) {
-          update_bf16x4(f.update,
-                        q == first_piece ? first_operands
-                                         : load_bf16x4(f.update, f.updated_weights, element),
-                        sum, f.updated_weights, element);
-        }
-        else
+          update_bf16x4(
+              f.update,
+              q == first_piece ? first_operands : load_bf16x4(f.update, f.updated_weights, element),
+              sum, f.updated_weights, element);
+        } else {
           *reinterpret_cast<uint2*>(a.dweights + element) = pack_bf16x4(sum);
+        }
       }
       cluster_arrive_relaxed();
     }

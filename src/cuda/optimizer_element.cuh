@@ -1,7 +1,7 @@
 // One element's optimizer update on the device: the arithmetic of src/model/optimizer.cpp in
-// fp32 (AdamW with one fast division) and the stochastic rounding of bf16 results. Shared by the update kernels
-// (optimizer_gpu.cu) and the fused tail kernel, which applies the update as it completes each
-// weight gradient (gsff_fused_train.cu), so that both give the same bits.
+// fp32 (AdamW with one fast division) and the stochastic rounding of bf16 results. Shared by the
+// update kernels (optimizer_gpu.cu) and the fused tail kernel, which applies the update as it
+// completes each weight gradient (gsff_fused_train.cu), so that both give the same bits.
 #pragma once
 
 #include "cuda/optimizer_launch.hpp"

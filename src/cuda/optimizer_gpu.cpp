@@ -48,17 +48,18 @@ UpdateScalars UpdateScalars::of(const OptimizerConfig& config, double lr, int64_
                                 uint64_t seed) {
   check(step >= 1, "GPU optimizer: step {} must be >= 1 (the 1-based step being taken)", step);
   const auto t = static_cast<double>(step);
-  return {.kind = config.kind,
-          .lr = static_cast<float>(lr),
-          .beta1 = static_cast<float>(config.beta1),
-          .beta2 = static_cast<float>(config.beta2),
-          .eps = static_cast<float>(config.eps),
-          .weight_decay = static_cast<float>(config.weight_decay),
-          .momentum = static_cast<float>(config.momentum),
-          .inv_correction1 = static_cast<float>(1.0 / (1.0 - std::pow(config.beta1, t))),
-          .inv_sqrt_correction2 = static_cast<float>(1.0 / std::sqrt(1.0 - std::pow(config.beta2, t))),
-          .seed = seed,
-          .step = step};
+  return {
+      .kind = config.kind,
+      .lr = static_cast<float>(lr),
+      .beta1 = static_cast<float>(config.beta1),
+      .beta2 = static_cast<float>(config.beta2),
+      .eps = static_cast<float>(config.eps),
+      .weight_decay = static_cast<float>(config.weight_decay),
+      .momentum = static_cast<float>(config.momentum),
+      .inv_correction1 = static_cast<float>(1.0 / (1.0 - std::pow(config.beta1, t))),
+      .inv_sqrt_correction2 = static_cast<float>(1.0 / std::sqrt(1.0 - std::pow(config.beta2, t))),
+      .seed = seed,
+      .step = step};
 }
 
 template <typename T, typename Grad>

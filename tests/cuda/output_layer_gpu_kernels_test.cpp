@@ -245,7 +245,6 @@ TEST(OutputLayerGpuStep, MatchesTheCpuModelAndOptimizer) {
                          model.tail().indices.begin()));
 }
 
-
 // train_step against forward_backward + update on two copies of one random layer, for AdamW
 // and SGD, at batches the fused kernel updates itself (B <= 256) and one it does not. After the
 // first step the tail weights agree bit for bit (the kernel's dW sum has a fixed order and the
@@ -313,11 +312,10 @@ TEST_P(OutputLayerGpuTrainStep, EqualsForwardBackwardThenUpdate) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Batches, OutputLayerGpuTrainStep,
-                         ::testing::Combine(::testing::Values(int64_t{64}, int64_t{256},
-                                                              int64_t{320}),
-                                            ::testing::Values(OptimizerKind::adamw,
-                                                              OptimizerKind::sgd)));
+INSTANTIATE_TEST_SUITE_P(
+    Batches, OutputLayerGpuTrainStep,
+    ::testing::Combine(::testing::Values(int64_t{64}, int64_t{256}, int64_t{320}),
+                       ::testing::Values(OptimizerKind::adamw, OptimizerKind::sgd)));
 
 }  // namespace
 }  // namespace haste

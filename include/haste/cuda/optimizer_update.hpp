@@ -20,9 +20,9 @@ using bf16 = __nv_bfloat16;
 struct UpdateScalars {
   OptimizerKind kind = OptimizerKind::adamw;
   float lr = 0, beta1 = 0, beta2 = 0, eps = 0, weight_decay = 0, momentum = 0;
-  float inv_correction1 = 1, inv_sqrt_correction2 = 1;  // AdamW: 1 / (1 - beta1^step),
-                                                         // 1 / sqrt(1 - beta2^step)
-  uint64_t seed = 0;                       // stochastic rounding: mixed with step and parameter
+  // AdamW's bias corrections as factors: 1 / (1 - beta1^step) and 1 / sqrt(1 - beta2^step).
+  float inv_correction1 = 1, inv_sqrt_correction2 = 1;
+  uint64_t seed = 0;  // stochastic rounding: mixed with step and parameter
   int64_t step = 0;
 
   static UpdateScalars of(const OptimizerConfig& config, double lr, int64_t step, uint64_t seed);
