@@ -85,9 +85,9 @@ std::vector<double> whole_tail_scores(const std::vector<double>& scores, const G
   int64_t total = 0, widest = 0;
   for (int r = 0; r < P; ++r) {
     check(parts[2 * r] == total,
-          "dst: rank {} holds groups from {} on, but ranks 0..{} hold {} groups: the ranks' parts "
-          "must follow one another in rank order",
-          r, parts[2 * r], r - 1, total);
+          "dst: rank {} holds groups from {} on, but the ranks before it hold {} groups: the "
+          "ranks' parts must follow one another in rank order",
+          r, parts[2 * r], total);
     total += parts[2 * r + 1];
     widest = std::max(widest, parts[2 * r + 1]);
   }
