@@ -14,11 +14,19 @@
 //              last batch (Model::last_tail_batch).
 // New weights are zero; the optimizer state of changed slots is reset; indices are re-sorted
 // with their weights (and optimizer state), so idx[G] stays sorted and distinct.
+//
+// On label shards (DESIGN.md 11): each rank rewires its own groups (TailPart) and the result is
+// the one-rank rewiring of the whole tail, bit for bit. The global rule's threshold is the one
+// thing a rank cannot find alone: the ranks all-gather their slots' scores and each computes the
+// same threshold over the whole tail (ties broken by global slot id, as on one rank). Random
+// streams are keyed by the global group id, and the gradient rule reads only the rank's own
+// groups' dz (h is the same on every rank).
 #pragma once
 
 #include <cstdint>
 #include <haste/model.hpp>
 #include <haste/optimizer.hpp>
+#include <haste/shard/communicator.hpp>
 #include <nlohmann/json_fwd.hpp>
 #include <span>
 #include <string>
@@ -59,20 +67,37 @@ struct DstResult {
   int64_t changed_slots = 0;  // slots pruned (= regrown), over all groups
 };
 
+// Where a rank's part of a tail split by groups sits (include/haste/shard/label_shards.hpp):
+// the caller's tensors hold groups [group_begin, group_begin + G) of the whole tail (G of the
+// shape it passes), and rank r's stretch follows rank r - 1's. The default is the whole tail on
+// one rank.
+struct TailPart {
+  shard::Communicator* comm = nullptr;  // the run's ranks; null: one rank, the whole tail
+  int64_t group_begin = 0;              // the part's first group in the whole tail
+};
+
 // Prunes and regrows `fraction` of the tail slots of `model` and fixes `optimizer`'s state.
 // Random choices are drawn from `seed` (pass one derived from (run seed, step) for
-// reproducible, resumable runs). A model without a tail is left alone.
+// reproducible, resumable runs). A model without a tail is left alone. With `comm` (a
+// multi-process run, Model::set_label_shards(Communicator&)), this process rewires its own
+// label shard's groups only and the ranks exchange what the global rule needs; every rank must
+// call it with the same arguments, and changed_slots counts the slots of all ranks.
 DstResult apply_dst(Model& model, Optimizer& optimizer, DstPrune prune, DstRegrow regrow,
-                    double fraction, uint64_t seed);
+                    double fraction, uint64_t seed, shard::Communicator* comm = nullptr);
 
-// The same rewiring on a tail held elsewhere (haste.torch keeps it in PyTorch tensors):
-// `indices` [G, k] are rewired and `weights` [G*g, k] move with their features (regrown slots
-// get 0). `source` [G, k] receives, for every new slot, the old slot it came from (-1: regrown),
-// so that the caller can move other per-slot state (optimizer moments) the same way. `batch`
-// (h [B, d], dz [B, G*g]) is read by the gradient rule only. Throws haste::Error on sizes that
-// do not match `shape` or indices that are not sorted and distinct.
+// The same rewiring on a tail held elsewhere (haste.torch keeps it in PyTorch tensors, the GPU
+// layer on its device), or on a rank's part of it (`part`): `indices` [G, k] are rewired and
+// `weights` [G*g, k] move with their features (regrown slots get 0). `source` [G, k] receives,
+// for every new slot, the old slot it came from (-1: regrown), so that the caller can move
+// other per-slot state (optimizer moments) the same way. `batch` (h [B, d], dz [B, G*g] with
+// row stride batch.ldz) is read by the gradient rule only. With part.comm, every rank of it
+// must call this with the same rules, fraction and seed (a rank without groups too): each
+// rewires its part as the one-rank call would rewire those groups of the whole tail, and
+// changed_slots counts the slots of all ranks. Throws haste::Error on sizes that do not match
+// `shape` or indices that are not sorted and distinct.
 DstResult rewire_tail(const GroupSharedShape& shape, std::span<int32_t> indices,
                       std::span<float> weights, const TailBatch& batch, DstPrune prune,
-                      DstRegrow regrow, double fraction, uint64_t seed, std::span<int32_t> source);
+                      DstRegrow regrow, double fraction, uint64_t seed, std::span<int32_t> source,
+                      const TailPart& part = {});
 
 }  // namespace haste

@@ -148,6 +148,9 @@ struct TailBatch {
   int64_t d_tail = 0;
   std::span<const float> h;
   std::span<const float> dz;
+  // Row stride of dz; 0: G*g of the tail it is read with (a rank's part of a whole tail's dz
+  // has the whole tail's slots).
+  int64_t ldz = 0;
 };
 
 // Reads a stored tensor `name` of shape `shape` into `out` (checkpoint loading); throws

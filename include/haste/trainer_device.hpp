@@ -14,7 +14,8 @@
 // batch's tail logits after the update, where the CPU uses those of the step).
 //
 // Several GPUs (`--gpus N`, issue 9): the same loop label-sharded over N GPUs of this process
-// through NCCL (src/cuda/trainer_multi_gpu.cpp), TrainConfig::shards = N. On the CPU,
+// through NCCL (src/cuda/trainer_multi_gpu.cpp), TrainConfig::shards = N, DST included (each
+// GPU rewires its own groups, include/haste/dst.hpp TailPart). On the CPU,
 // TrainConfig::shards > 1 runs the in-process shards (the one-GPU loop does not shard).
 //
 // Several processes (issue 9): under torchrun, mpirun or our HASTE_RANK/HASTE_WORLD_SIZE, each

@@ -476,20 +476,25 @@ void OutputLayerGpu::predict_topk(int64_t B, const bf16* hT, TopKGpu& topk,
 
 DstResult OutputLayerGpu::rewire_tail(DstPrune prune, DstRegrow regrow, double fraction,
                                       uint64_t seed, const TailGradientBatch& batch,
-                                      cudaStream_t stream) {
+                                      cudaStream_t stream, const TailPart& part) {
   Impl& m = *impl_;
-  if (m.shape.G == 0) return {fraction, 0};
+  // A rank without groups still joins the others' collectives inside haste::rewire_tail.
+  const bool groups = m.shape.G > 0;
+  if (!groups && (part.comm == nullptr || part.comm->size() == 1)) return {fraction, 0};
   Impl::HostTailBatch gradient_batch;
-  if (regrow == DstRegrow::gradient) gradient_batch = m.host_tail_batch(batch, stream);
+  if (regrow == DstRegrow::gradient && groups) gradient_batch = m.host_tail_batch(batch, stream);
   HASTE_CUDA_CHECK(cudaStreamSynchronize(stream));  // the last update has written the weights
   std::vector<float> weights(m.tail_w.size());
-  copy_bf16_to_host(weights, m.tail_w);
   std::vector<int32_t> indices(m.indices.size()), source(m.indices.size());
-  copy_to_host<int32_t>(indices, m.indices.data());
+  if (groups) {
+    copy_bf16_to_host(weights, m.tail_w);
+    copy_to_host<int32_t>(indices, m.indices.data());
+  }
   const DstResult result = haste::rewire_tail(
       m.shape.tail(), indices, weights,
-      gradient_batch.view(regrow == DstRegrow::gradient ? batch.B : 0, m.shape.d_tail()), prune,
-      regrow, fraction, seed, source);
+      gradient_batch.view(regrow == DstRegrow::gradient && groups ? batch.B : 0, m.shape.d_tail()),
+      prune, regrow, fraction, seed, source, part);
+  if (!groups) return result;
   copy_to_device<bf16>(m.tail_w.data(), to_bf16(weights));  // bf16 values: exact round trip
   copy_to_device<int32_t>(m.indices.data(), indices);
   const DeviceBuffer<int32_t> device_source(source);

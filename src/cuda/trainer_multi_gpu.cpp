@@ -5,7 +5,11 @@
 //   batch (the same rows on every GPU) -> EncoderGpu::forward (replicated: the same h on every
 //   GPU) -> OutputLayerGpu::train_step of the rank's labels (its share of dhT and of the
 //   loss, and the shard's update) -> NCCL all-reduce of dhT -> EncoderGpu::backward and the
-//   encoder's update (the same on every GPU)
+//   encoder's update (the same on every GPU) -> DST when due: OutputLayerGpu::rewire_tail of
+//   the rank's groups (include/haste/dst.hpp TailPart), the ranks' slot scores all-gathered for
+//   the global prune rule through the rank's NCCL communicator staged on host memory (the
+//   choice is made on the host anyway, and a DST update is rare: a host-side exchange between
+//   the threads of --gpus N would not serve the multi-process run, this serves both)
 // The encoder is replicated for the reason src/model/output_shards.hpp gives; its copies are
 // re-uploaded from rank 0's at every epoch start, so any drift between GPUs lasts an epoch.
 // At each epoch's end every shard's rows (and rank 0's encoder) come back to the host model
@@ -49,6 +53,7 @@ using cuda::seconds_since;
 // One GPU's part of the run.
 struct Rank {
   std::unique_ptr<cuda::NcclCommunicator> comm;
+  std::unique_ptr<cuda::HostStagedCommunicator> host;  // comm on host memory, for DST
   shard::LabelShard shard;
   std::optional<cuda::EncoderGpu> encoder;
   std::optional<cuda::OutputLayerGpu> output;
@@ -123,6 +128,7 @@ void fit_on_ranks(Trainer& trainer, Model& model, const Dataset& train, const Da
   for (int r = 0; r < gpus; ++r) {
     Rank& rank = ranks[r];
     rank.comm = std::move(comms[r]);
+    rank.host = std::make_unique<cuda::HostStagedCommunicator>(*rank.comm);
     rank.shard = shards[rank.comm->rank()];
     HASTE_CUDA_CHECK(cudaSetDevice(rank.comm->device()));
     rank.encoder.emplace(cuda::EncoderGpu::from_model(model, max_batch));
@@ -164,15 +170,26 @@ void fit_on_ranks(Trainer& trainer, Model& model, const Dataset& train, const Da
         const double lr = config.optimizer.schedule.lr_at(config.optimizer.lr, step, total_steps);
         rank.encoder->forward(device_batch, dropout ? dropout_seed(config.seed, step) : no_dropout,
                               stream);
-        rank.output->train_step(device_batch.B, rank.encoder->hT(),
-                                {device_batch.label_indptr, device_batch.label_indices, nullptr,
-                                 device_batch.label_nnz},
-                                rank.encoder->dhT(), rank.loss.data(), lr, stream);
+        const cuda::LabelTargetsDevice targets{
+            device_batch.label_indptr, device_batch.label_indices, nullptr, device_batch.label_nnz};
+        rank.output->train_step(device_batch.B, rank.encoder->hT(), targets, rank.encoder->dhT(),
+                                rank.loss.data(), lr, stream);
         comm.all_reduce(std::span<float>(
             rank.encoder->dhT(), static_cast<size_t>(device_batch.B * rank.encoder->output_dim())));
         rank.encoder->backward(device_batch, stream);
         rank.encoder_update->step(lr, *rank.encoder, stream);
         if (batch + 1 < per_epoch) rank.uploader->stage(train, rows_of(batch + 1));
+        if (config.dst.due(step + 1, total_steps)) {  // every rank: its groups, the same choice
+          const int64_t changed =
+              rank.output
+                  ->rewire_tail(config.dst.prune, config.dst.regrow,
+                                config.dst.fraction_at(step + 1, total_steps),
+                                dst_seed(config.seed, step + 1),
+                                {device_batch.B, rank.encoder->hT(), targets}, stream,
+                                {rank.host.get(), rank.shard.group_begin})
+                  .changed_slots;
+          if (r == 0) report.dst_changed_slots += changed;  // all ranks' slots
+        }
         if ((batch + 1) % kProgressSteps == 0 || batch + 1 == per_epoch) {
           HASTE_CUDA_CHECK(cudaMemcpyAsync(rank.loss_total.data(), rank.loss.data(), sizeof(double),
                                            cudaMemcpyDeviceToDevice, stream));

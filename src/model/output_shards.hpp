@@ -26,8 +26,10 @@
 // DST keeps its exact semantics, the global prune rule included: it runs after the optimizer
 // step on the whole tail, which in-process shards leave in one place (their parameters are
 // stretches of the model's arrays), and the gradient rule reads the one dz [B, G*g] that every
-// shard writes its columns of. (A multi-process run would need the slot scores all-gathered
-// first; the GPU loops do not run DST yet.)
+// shard writes its columns of. A multi-process run rewires each process's own groups instead
+// (apply_dst with the communicator: the slot scores are all-gathered for the global rule's
+// threshold, include/haste/dst.hpp), reading its columns of that dz; so do the GPU loops
+// (OutputLayerGpu::rewire_tail with a TailPart).
 //
 // P = 1 runs the same code on the calling thread: the unsharded model is the 1-shard case.
 #pragma once

@@ -3,7 +3,6 @@
 
 #include <xxhash.h>
 
-#include <bit>
 #include <haste/error.hpp>
 #include <haste/shard/label_shards.hpp>
 #include <nlohmann/json.hpp>
@@ -52,24 +51,15 @@ void join_label_sharded_run(shard::Communicator& comm, const TrainConfig& config
         "multi-process run: {} label shards configured for {} processes (the world size sets "
         "the shard count)",
         config.shards, P);
-  check(!config.dst.enabled,
-        "multi-process run: DST does not run on label shards in separate processes yet (its "
-        "prune rule ranks the whole tail): train with --dst off, or in one process (--shards N "
-        "runs it)");
-  // The fingerprint crosses the float all-gather as two bit-cast halves: copied, never added.
   const uint64_t mine = run_fingerprint(config, model, train);
-  const std::vector<float> halves = {std::bit_cast<float>(static_cast<uint32_t>(mine)),
-                                     std::bit_cast<float>(static_cast<uint32_t>(mine >> 32))};
-  std::vector<float> all(2 * static_cast<size_t>(P));
-  comm.all_gather(halves, all);
+  std::vector<uint64_t> all(P);
+  shard::all_gather_bits(comm, std::span<const uint64_t>(&mine, 1), std::span<uint64_t>(all));
   for (int r = 0; r < P; ++r) {
-    const uint64_t theirs = std::bit_cast<uint32_t>(all[2 * r]) |
-                            uint64_t{std::bit_cast<uint32_t>(all[2 * r + 1])} << 32;
-    check(theirs == mine,
+    check(all[r] == mine,
           "multi-process run: rank {} holds another model, data or settings than rank {} "
           "(fingerprints {:016x} and {:016x}): start every rank with the same data, config, flags "
           "and haste build",
-          r, rank, theirs, mine);
+          r, rank, all[r], mine);
   }
   model.set_label_shards(comm);
   const std::vector<shard::LabelShard> shards =

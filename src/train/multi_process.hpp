@@ -13,7 +13,7 @@
 namespace haste {
 
 // Readies this process to train label shard comm.rank() of comm.size(): checks that the run
-// can (config.shards is the world size, no DST) and that every rank holds the same model, data
+// can (config.shards is the world size) and that every rank holds the same model, data
 // and settings (a fingerprint compared through `comm`: a rank started with other data or flags
 // fails here, by name, instead of training garbage), then sets the model's shard and limits
 // the optimizer to its rows. Every rank must call it.

@@ -117,7 +117,7 @@ void Trainer::fit(const Dataset& train, const Dataset* test,
         report.dst_changed_slots +=
             apply_dst(model_, optimizer_, config_.dst.prune, config_.dst.regrow,
                       config_.dst.fraction_at(state_.steps_done, total_steps),
-                      dst_seed(config_.seed, state_.steps_done))
+                      dst_seed(config_.seed, state_.steps_done), process_group_)
                 .changed_slots;
       }
       show_progress(progress, first + static_cast<int64_t>(rows.size()), N,

@@ -24,10 +24,6 @@ void fit_on_device(TrainDevice device, Trainer& trainer, Model& model, const Dat
     check(device != TrainDevice::cpu, "train: --gpus {} needs --device cuda or auto", gpus);
     const std::string reason = gpu_training_unsupported(model, trainer.config());
     check(reason.empty(), "train --gpus {}: {}", gpus, reason);
-    check(!trainer.config().dst.enabled,
-          "train --gpus {}: DST does not run on the label-sharded GPU path yet (one GPU, or the "
-          "CPU with --shards, runs it)",
-          gpus);
     fmt::print("training label-sharded on {} GPU{} (NCCL)\n", gpus, gpus > 1 ? "s" : "");
     fit_on_gpus(trainer, model, train, test, gpus, on_epoch_end);
     return;
@@ -52,10 +48,7 @@ void fit_multi_process(TrainDevice device, const MultiProcessRun& run, Trainer& 
                        Model& model, const Dataset& train, const Dataset* test,
                        const RankEpochCallback& on_epoch_end) {
   const shard::LaunchRank& launch = run.launch;
-  std::string reason = gpu_training_unsupported(model, trainer.config());
-  if (reason.empty() && trainer.config().dst.enabled) {
-    reason = "DST does not run on the label-sharded GPU path yet";
-  }
+  const std::string reason = gpu_training_unsupported(model, trainer.config());
   if (device != TrainDevice::cpu && reason.empty()) {
     fmt::print("training label-sharded over {} process{} ({}), rank {} on GPU {} (NCCL)\n",
                launch.world_size, launch.world_size > 1 ? "es" : "", launch.source, launch.rank,

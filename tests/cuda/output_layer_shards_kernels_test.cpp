@@ -26,6 +26,7 @@ namespace {
 
 using cuda::bf16;
 using cuda::DeviceBuffer;
+using test_util::mapped_targets;
 using test_util::relative_error;
 
 std::vector<double> doubles(std::span<const float> values) {
@@ -44,21 +45,6 @@ std::vector<double> device_doubles(const T* device, int64_t n) {
   std::vector<double> out;
   for (T x : host) out.push_back(to_float(x));
   return out;
-}
-
-// The batch's labels through an upload map (original id -> layer id, -1 = not this layer's).
-CsrMatrix mapped_targets(const Dataset& data, std::span<const int64_t> rows,
-                         const std::vector<int32_t>& map) {
-  CsrMatrix targets;
-  for (int64_t row : rows) {
-    std::vector<int32_t> labels;
-    for (int32_t label : data.labels.row_indices(row)) {
-      if (map[label] >= 0) labels.push_back(map[label]);
-    }
-    std::sort(labels.begin(), labels.end());
-    targets.append_row(labels, {});
-  }
-  return targets;
 }
 
 // Loss of `layer` on hT; its dh added to dht.

@@ -2,7 +2,9 @@
 // same small synthetic run from the same model. With N = 1 the two run the same kernels with the
 // same stochastic-rounding draws, so losses, metrics and weights must agree to float noise; with
 // N = 2 (skipped on a one-GPU machine) the shards draw their own rounding, so they agree within
-// the GPU-vs-CPU test's bounds. Skipped without a GPU.
+// the GPU-vs-CPU test's bounds. With DST on, each rank rewires its own groups (the global prune
+// rule's scores all-gathered through its NCCL communicator): with N = 1 it is the one-GPU loop's
+// rewiring, so the runs agree as closely. Skipped without a GPU.
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -37,6 +39,17 @@ struct SmallRun {
     config.epochs = 3;
     config.batch_size = 64;
     config.show_progress = false;
+  }
+
+  // The same run with DST every 8 of its 48 steps, global prune rule.
+  static SmallRun with_dst(DstRegrow regrow) {
+    SmallRun run;
+    run.config.dst.enabled = true;
+    run.config.dst.regrow = regrow;
+    run.config.dst.interval = 8;
+    run.config.dst.fraction = 0.3;
+    run.config.dst.end = 1.0;
+    return run;
   }
 
   // Trains a fresh model on `gpus` GPUs through NCCL, or on the one-GPU loop for 0.
@@ -90,6 +103,37 @@ TEST(TrainerMultiGpu, NcclPathOnOneGpuMatchesTheOneGpuLoop) {
   }
 }
 
+// Every epoch rewired the same number of tail slots in both runs (fan-in 32 of d = 64: the
+// global rule's count is never capped, so noise in the weights cannot change it).
+void expect_same_dst(const std::vector<EpochReport>& got, const std::vector<EpochReport>& want) {
+  ASSERT_EQ(got.size(), want.size());
+  for (size_t e = 0; e < want.size(); ++e) {
+    EXPECT_GT(want[e].dst_changed_slots, 0) << "epoch " << e + 1;
+    EXPECT_EQ(got[e].dst_changed_slots, want[e].dst_changed_slots) << "epoch " << e + 1;
+  }
+}
+
+TEST(TrainerMultiGpu, NcclPathOnOneGpuRunsDstAsTheOneGpuLoop) {
+  HASTE_REQUIRE_GPU();
+  for (DstRegrow regrow : {DstRegrow::random, DstRegrow::gradient}) {
+    SCOPED_TRACE(to_string(regrow));
+    const SmallRun setup = SmallRun::with_dst(regrow);
+    Model one_gpu = Model::build(setup.model_config, setup.train);
+    Model nccl = Model::build(setup.model_config, setup.train);
+    const std::vector<EpochReport> want = setup.run(0, one_gpu);
+    const std::vector<EpochReport> got = setup.run(1, nccl);
+    expect_same_run(got, want, 1e-4, 0.01);
+    expect_same_dst(got, want);
+    // Rewired alike: the tails' features agree but for a few near-ties of the prune scores.
+    const std::vector<int32_t>& a = one_gpu.tail().indices;
+    const std::vector<int32_t>& b = nccl.tail().indices;
+    ASSERT_EQ(a.size(), b.size());
+    size_t same = 0;
+    for (size_t i = 0; i < a.size(); ++i) same += a[i] == b[i] ? 1 : 0;
+    EXPECT_GT(static_cast<double>(same), 0.95 * static_cast<double>(a.size()));
+  }
+}
+
 TEST(TrainerMultiGpu, TwoGpusTrainLikeOne) {
   HASTE_REQUIRE_GPU();
   int count = 0;
@@ -111,9 +155,8 @@ TEST(TrainerMultiGpu, TwoGpusTrainLikeOne) {
 // through a file, the host's evaluation and checkpoint through HostStagedCommunicator) trains
 // as --gpus 1 does. Two processes on one GPU are not tested: NCCL refuses two ranks of one
 // communicator on one device.
-TEST(TrainerMultiGpu, MultiProcessPathWithAWorldOfOneTrainsLikeOneNcclGpu) {
-  HASTE_REQUIRE_GPU();
-  const SmallRun setup;
+// The multi-process path with a world of one against --gpus 1, for `setup`.
+void expect_world_of_one_trains_like_one_nccl_gpu(const SmallRun& setup) {
   Model one = Model::build(setup.model_config, setup.train);
   Model process = Model::build(setup.model_config, setup.train);
   const std::vector<EpochReport> want = setup.run(1, one);
@@ -140,11 +183,25 @@ TEST(TrainerMultiGpu, MultiProcessPathWithAWorldOfOneTrainsLikeOneNcclGpu) {
   ::unsetenv("HASTE_WORLD_SIZE");
   ::unsetenv("HASTE_LOCAL_RANK");
   expect_same_run(got, want, 1e-5, 0.005);
+  if (setup.config.dst.enabled) expect_same_dst(got, want);
   EXPECT_FALSE(std::filesystem::exists(dir / "nccl-id"));  // removed once every rank read it
   Model loaded = Checkpoint(dir).load_model();
+  EXPECT_EQ(loaded.tail().indices, process.tail().indices);
   const Rankings a = loaded.predict(setup.test, 5), b = process.predict(setup.test, 5);
   EXPECT_EQ(a.labels, b.labels);
   std::filesystem::remove_all(dir);
+}
+
+TEST(TrainerMultiGpu, MultiProcessPathWithAWorldOfOneTrainsLikeOneNcclGpu) {
+  HASTE_REQUIRE_GPU();
+  expect_world_of_one_trains_like_one_nccl_gpu(SmallRun());
+}
+
+// The same with DST (random regrowth on the multi-process GPU path, which refused DST before).
+TEST(TrainerMultiGpu, MultiProcessPathWithAWorldOfOneRunsDstLikeOneNcclGpu) {
+  HASTE_REQUIRE_GPU();
+  expect_world_of_one_trains_like_one_nccl_gpu(SmallRun::with_dst(DstRegrow::random));
+  expect_world_of_one_trains_like_one_nccl_gpu(SmallRun::with_dst(DstRegrow::gradient));
 }
 
 }  // namespace

@@ -1,9 +1,11 @@
 // Small models and data sets for the model and trainer tests.
 #pragma once
 
+#include <algorithm>
 #include <haste/model.hpp>
 #include <haste/synthetic.hpp>
 #include <numeric>
+#include <span>
 #include <vector>
 
 namespace haste::test_util {
@@ -68,6 +70,22 @@ inline Model copy_model(const Model& from) {
     }
   };
   return Model::from_tensors(from.config(), from.shape(), read_floats, read_ints);
+}
+
+// The labels of rows `rows` of `data` through an upload map (original id -> layer id, -1 = not
+// this layer's, e.g. cuda::UploadOptions::original_to_model), each row's ids sorted.
+inline CsrMatrix mapped_targets(const Dataset& data, std::span<const int64_t> rows,
+                                const std::vector<int32_t>& map) {
+  CsrMatrix targets;
+  for (int64_t row : rows) {
+    std::vector<int32_t> labels;
+    for (int32_t label : data.labels.row_indices(row)) {
+      if (map[label] >= 0) labels.push_back(map[label]);
+    }
+    std::sort(labels.begin(), labels.end());
+    targets.append_row(labels, {});
+  }
+  return targets;
 }
 
 }  // namespace haste::test_util

@@ -2,7 +2,8 @@
 // started as a launcher would (HASTE_RANK/HASTE_WORLD_SIZE with a rendezvous file, or
 // torchrun's RANK/WORLD_SIZE/MASTER_ADDR/MASTER_PORT), P processes train exactly what
 // `--shards P` trains in one process (same losses, metrics and checkpoint files, bit for bit),
-// and a rank that dies or never starts stops the others with a clear error within the timeout.
+// DST included, and a rank that dies or never starts stops the others with a clear error
+// within the timeout.
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
@@ -46,6 +47,14 @@ lr = 0.01
 decay = "cosine"
 )";
 
+// DST every 4 of the 38 steps (the global prune rule, over the whole run), for `--dst`.
+constexpr char kDstConfig[] = R"(
+[train.dst]
+interval = 4
+fraction = 0.3
+end = 1.0
+)";
+
 // A port nobody listens on right now (the kernel's pick; free again once closed).
 int free_port() {
   const int s = ::socket(AF_INET, SOCK_STREAM, 0);
@@ -71,6 +80,7 @@ class MultiProcessCliTest : public ::testing::Test {
                   .exit_code,
               0);
     std::ofstream(config()) << kConfig;
+    std::ofstream(dst_config()) << kConfig << kDstConfig;
   }
   static void TearDownTestSuite() {
     fs::remove_all(*dir_);
@@ -80,12 +90,14 @@ class MultiProcessCliTest : public ::testing::Test {
   static fs::path train() { return *dir_ / "train.txt"; }
   static fs::path test() { return *dir_ / "test.txt"; }
   static fs::path config() { return *dir_ / "small.toml"; }
+  static fs::path dst_config() { return *dir_ / "small-dst.toml"; }
 
   static std::vector<std::string> train_args(const fs::path& out,
-                                             std::vector<std::string> extra = {}) {
-    std::vector<std::string> args = {"train",    train().string(),  "--test",   test().string(),
-                                     "--config", config().string(), "--out",    out.string(),
-                                     "--quiet",  "--no-cache",      "--device", "cpu"};
+                                             std::vector<std::string> extra = {},
+                                             const fs::path& config_file = config()) {
+    std::vector<std::string> args = {"train",    train().string(),     "--test",   test().string(),
+                                     "--config", config_file.string(), "--out",    out.string(),
+                                     "--quiet",  "--no-cache",         "--device", "cpu"};
     args.insert(args.end(), extra.begin(), extra.end());
     return args;
   }
@@ -93,10 +105,10 @@ class MultiProcessCliTest : public ::testing::Test {
   // Starts rank r of `environments.size()` with environment `environments[r]`.
   static std::vector<CliProcess> start_ranks(
       const fs::path& out, const std::vector<std::vector<std::string>>& environments,
-      const std::vector<std::string>& extra = {}) {
+      const std::vector<std::string>& extra = {}, const fs::path& config_file = config()) {
     std::vector<CliProcess> ranks;
     for (size_t r = 0; r < environments.size(); ++r) {
-      ranks.push_back(start_cli(train_args(out, extra), environments[r],
+      ranks.push_back(start_cli(train_args(out, extra, config_file), environments[r],
                                 out.string() + "-rank" + std::to_string(r)));
     }
     return ranks;
@@ -123,6 +135,8 @@ class MultiProcessCliTest : public ::testing::Test {
     for (size_t e = 0; e < a["epochs"].size(); ++e) {
       EXPECT_EQ(b["epochs"][e]["loss"], a["epochs"][e]["loss"]) << "epoch " << e + 1;
       EXPECT_EQ(b["epochs"][e]["metrics"], a["epochs"][e]["metrics"]) << "epoch " << e + 1;
+      EXPECT_EQ(b["epochs"][e]["dst_changed_slots"], a["epochs"][e]["dst_changed_slots"])
+          << "epoch " << e + 1;
     }
     EXPECT_EQ(b["config"]["train"]["shards"], a["config"]["train"]["shards"]);
     const nlohmann::json index = read_json(want / kShardIndexFileName);
@@ -180,6 +194,33 @@ TEST_F(MultiProcessCliTest, TwoProcessesTrainWhatTwoInProcessShardsTrain) {
   const nlohmann::json evaluated = nlohmann::json::parse(run.output);
   for (const auto& [name, value] : b["epochs"].back()["metrics"].items()) {
     EXPECT_NEAR(evaluated[name].get<double>(), value.get<double>(), 1e-9) << name;
+  }
+}
+
+// DST on label shards in separate processes (each rank rewires its own groups, the global prune
+// rule's scores all-gathered): the same run as `--shards 2` in one process, which rewires the
+// whole host model, for random (SET) and gradient (RigL) regrowth.
+TEST_F(MultiProcessCliTest, TwoProcessesRunDstAsTwoInProcessShardsDo) {
+  for (const std::string regrow : {"random", "gradient"}) {
+    SCOPED_TRACE("--dst " + regrow);
+    const fs::path shards = *dir_ / ("dst-shards2-" + regrow),
+                   procs = *dir_ / ("dst-procs2-" + regrow);
+    const test_util::CliResult in_process =
+        run_cli(train_args(shards, {"--shards", "2", "--dst", regrow}, dst_config()));
+    ASSERT_EQ(in_process.exit_code, 0) << in_process.error_output;
+    std::vector<CliProcess> ranks = start_ranks(
+        procs, haste_ranks(2),
+        {"--rendezvous", (*dir_ / ("meet-dst-" + regrow)).string(), "--dst", regrow}, dst_config());
+    for (size_t r = 0; r < ranks.size(); ++r) {
+      ASSERT_EQ(ranks[r].wait(), 0) << "rank " << r << ": " << ranks[r].error_output();
+    }
+    expect_identical_runs(procs, shards);
+    // DST did run, on both epochs, over both ranks' groups.
+    const nlohmann::json log = read_json(procs / "metrics.json");
+    EXPECT_EQ(log["config"]["train"]["dst"]["regrow"], regrow);
+    for (const auto& epoch : log["epochs"]) {
+      EXPECT_GT(epoch["dst_changed_slots"].get<int64_t>(), 0) << epoch;
+    }
   }
 }
 

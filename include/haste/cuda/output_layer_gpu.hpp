@@ -152,8 +152,14 @@ class OutputLayerGpu {
   // unfused forward recomputes the logits (with the weights after the step's update, where
   // the CPU uses the step's own) and dZ = (sigmoid(z) - y) / B is formed on the host, at the
   // cost of B x G*g values through host memory per update. Random regrowth ignores `batch`.
+  // A label-sharded run's layer (OutputLayerShape::part) passes `part`: its groups' place in
+  // the whole tail and the ranks' communicator ON HOST MEMORY (a HostStagedCommunicator over
+  // the rank's NCCL one, or a TcpGroup), through which the global prune rule's scores are
+  // all-gathered; every rank calls it together, and the union of the ranks' rewirings is the
+  // one-GPU rewiring of the whole tail (changed_slots counts all ranks' slots).
   DstResult rewire_tail(DstPrune prune, DstRegrow regrow, double fraction, uint64_t seed,
-                        const TailGradientBatch& batch, cudaStream_t stream);
+                        const TailGradientBatch& batch, cudaStream_t stream,
+                        const TailPart& part = {});
 
   const OutputLayerShape& shape() const;
   OutputLayerMemory memory() const;

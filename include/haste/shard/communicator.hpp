@@ -16,7 +16,10 @@
 #pragma once
 
 #include <cstdint>
+#include <cstring>
 #include <span>
+#include <type_traits>
+#include <vector>
 
 namespace haste::shard {
 
@@ -37,5 +40,19 @@ class Communicator {
   // data = rank 0's data, on every rank (bit for bit: no arithmetic).
   virtual void broadcast(std::span<float> data) = 0;
 };
+
+// Communicator::all_gather of values of another type (ids, doubles, hashes), bit for bit: they
+// cross as the floats that spell their bytes. Every engine's all-gather only copies (no
+// arithmetic, over TCP as over NCCL), so the values arrive exactly, whatever float their bytes
+// spell (NaN or denormal patterns included).
+template <typename T>
+void all_gather_bits(Communicator& comm, std::span<const T> send, std::span<T> recv) {
+  static_assert(std::is_trivially_copyable_v<T> && sizeof(T) % sizeof(float) == 0);
+  constexpr size_t kFloats = sizeof(T) / sizeof(float);
+  std::vector<float> out(send.size() * kFloats), in(recv.size() * kFloats);
+  if (!send.empty()) std::memcpy(out.data(), send.data(), send.size_bytes());
+  comm.all_gather(out, in);
+  if (!recv.empty()) std::memcpy(recv.data(), in.data(), recv.size_bytes());
+}
 
 }  // namespace haste::shard
