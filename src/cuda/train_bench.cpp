@@ -3,6 +3,7 @@
 // label-sharded over several GPUs (TrainBenchCase::gpus), one thread and NCCL rank per GPU,
 // the step including the all-reduce of dh.
 #include <algorithm>
+#include <functional>
 #include <haste/cuda/cuda_check.hpp>
 #include <haste/cuda/device_buffer.hpp>
 #include <haste/cuda/nccl_communicator.hpp>
@@ -93,20 +94,48 @@ struct BenchLayer {
   void update(cudaStream_t stream) { layer.update(lr, stream); }
 };
 
-// Fills the timings and memory of `result` from GPU 0's layer and timer runs.
-void record(TrainBenchResult& result, const cuda::Timing& step, double forward_backward_ms,
-            double update_ms, int64_t peak, const cuda::OutputLayerMemory& memory,
-            const BenchLayer& bench) {
-  result.peak_mem_bytes = peak;
-  result.median_ms = step.median_ms;
-  result.p10_ms = step.p10_ms;
-  result.p90_ms = step.p90_ms;
-  result.runs = step.runs;
-  result.forward_backward_ms = forward_backward_ms;
-  result.update_ms = update_ms;
-  result.loss = bench.loss.download()[0];
-  result.output_layer_bytes = memory.output_layer_bytes();
-  result.memory_parts = memory.parts();
+// Times the step, takes its peak memory and the layer's bytes, then times the step's two
+// unfused parts; `after_backward` follows every backward (the sharded run's all-reduce of dh,
+// nothing on one GPU). Every rank of a sharded run measures (the collectives need them all);
+// GPU 0's figures go to `result`, when given.
+void measure(BenchLayer& bench, int runs, int64_t free_before, cudaStream_t stream,
+             const std::function<void()>& after_backward, TrainBenchResult* result) {
+  cuda::EventTimer timer;
+  const cuda::Timing step = timer.time(
+      runs,
+      [&] {
+        bench.step(stream);
+        after_backward();
+      },
+      stream);
+  // Every allocation of the step is made before or in its first run, so what is in use now is
+  // its peak (the parts timed next allocate the tail's weight gradient, which the step lacks).
+  const int64_t peak = free_before - device_free_bytes();
+  const cuda::OutputLayerMemory memory = bench.layer.memory();
+  const double forward_backward_ms = timer
+                                         .time(
+                                             runs,
+                                             [&] {
+                                               bench.forward_backward(stream);
+                                               after_backward();
+                                             },
+                                             stream)
+                                         .median_ms;
+  const double update_ms = timer
+                               .time(
+                                   runs, [&] { bench.update(stream); }, stream)
+                               .median_ms;
+  if (result == nullptr) return;
+  result->peak_mem_bytes = peak;
+  result->median_ms = step.median_ms;
+  result->p10_ms = step.p10_ms;
+  result->p90_ms = step.p90_ms;
+  result->runs = step.runs;
+  result->forward_backward_ms = forward_backward_ms;
+  result->update_ms = update_ms;
+  result->loss = bench.loss.download()[0];
+  result->output_layer_bytes = memory.output_layer_bytes();
+  result->memory_parts = memory.parts();
 }
 
 cuda::OutputLayerShape layer_shape(TrainBenchResult& result) {
@@ -126,15 +155,8 @@ void run_one_gpu(TrainBenchResult& result, const TrainBenchOptions& options) {
   const int64_t free_before = device_free_bytes();
   BenchLayer bench(shape, c, options, random_targets(c.B, c.L, options.positives, options.seed),
                    options.seed);
-  cuda::EventTimer timer;
-  const cuda::Timing timing = timer.time(options.runs, [&] { bench.step(nullptr); });
-  // Every allocation of the step is made before or in its first run, so what is in use now is
-  // its peak (the parts timed next allocate the tail's weight gradient, which the step lacks).
-  const int64_t peak = free_before - device_free_bytes();
-  const cuda::OutputLayerMemory memory = bench.layer.memory();
-  const double fb = timer.time(options.runs, [&] { bench.forward_backward(nullptr); }).median_ms;
-  const double update = timer.time(options.runs, [&] { bench.update(nullptr); }).median_ms;
-  record(result, timing, fb, update, peak, memory, bench);
+  measure(
+      bench, options.runs, free_before, nullptr, [] {}, &result);
 }
 
 // The batch's targets (model ids of the whole layer) in `shard`'s label ids, others left out.
@@ -172,34 +194,10 @@ void run_sharded(TrainBenchResult& result, const TrainBenchOptions& options) {
         const int64_t free_before = device_free_bytes();
         BenchLayer bench(whole.part(shards[r]), c, options,
                          shard_targets(targets, whole, shards[r]), options.seed + r);
-        const cudaStream_t stream = comm.stream();
-        auto all_reduce = [&] {
-          comm.all_reduce(std::span<float>(bench.dhT.data(), bench.dhT.size()));
-        };
-        cuda::EventTimer timer;
-        const cuda::Timing timing = timer.time(
-            options.runs,
-            [&] {
-              bench.step(stream);
-              all_reduce();
-            },
-            stream);
-        const int64_t peak = free_before - device_free_bytes();  // as in run_one_gpu
-        const cuda::OutputLayerMemory memory = bench.layer.memory();
-        const double fb = timer
-                              .time(
-                                  options.runs,
-                                  [&] {
-                                    bench.forward_backward(stream);
-                                    all_reduce();
-                                  },
-                                  stream)
-                              .median_ms;
-        const double update = timer
-                                  .time(
-                                      options.runs, [&] { bench.update(stream); }, stream)
-                                  .median_ms;
-        if (r == 0) record(result, timing, fb, update, peak, memory, bench);
+        measure(
+            bench, options.runs, free_before, comm.stream(),
+            [&] { comm.all_reduce(std::span<float>(bench.dhT.data(), bench.dhT.size())); },
+            r == 0 ? &result : nullptr);
       } catch (...) {
         failures[r] = std::current_exception();
         for (auto& other : comms) other->abort();

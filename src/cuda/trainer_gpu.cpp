@@ -183,8 +183,7 @@ void fit_on_gpu(Trainer& trainer, Model& model, const Dataset& train, const Data
     for (int64_t batch = 0; batch < per_epoch; ++batch) {
       const cuda::DeviceBatch device_batch = uploader.acquire(stream);
       const int64_t step = state.steps_done;
-      const cuda::LabelTargetsDevice targets{device_batch.label_indptr, device_batch.label_indices,
-                                             nullptr, device_batch.label_nnz};
+      const cuda::LabelTargetsDevice targets = cuda::targets_of(device_batch);
       report.learning_rate =
           config.optimizer.schedule.lr_at(config.optimizer.lr, step, total_steps);
       encoder.forward(device_batch, dropout ? dropout_seed(config.seed, step) : no_dropout, stream);
@@ -194,15 +193,9 @@ void fit_on_gpu(Trainer& trainer, Model& model, const Dataset& train, const Data
       encoder_update.step(report.learning_rate, encoder, stream);
       state.steps_done = step + 1;
       if (batch + 1 < per_epoch) uploader.stage(train, rows_of(batch + 1));
-      if (config.dst.due(state.steps_done, total_steps)) {
-        report.dst_changed_slots +=
-            output
-                .rewire_tail(config.dst.prune, config.dst.regrow,
-                             config.dst.fraction_at(state.steps_done, total_steps),
-                             dst_seed(config.seed, state.steps_done),
-                             {device_batch.B, encoder.hT(), targets}, stream)
-                .changed_slots;
-      }
+      report.dst_changed_slots +=
+          cuda::rewire_if_due(config, state.steps_done, total_steps, output,
+                              {device_batch.B, encoder.hT(), targets}, stream);
       if ((batch + 1) % kProgressSteps == 0 || batch + 1 == per_epoch) {
         double loss_sum = 0;
         HASTE_CUDA_CHECK(cudaMemcpyAsync(&loss_sum, loss.data(), sizeof(double),

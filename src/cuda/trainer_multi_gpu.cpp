@@ -170,8 +170,7 @@ void fit_on_ranks(Trainer& trainer, Model& model, const Dataset& train, const Da
         const double lr = config.optimizer.schedule.lr_at(config.optimizer.lr, step, total_steps);
         rank.encoder->forward(device_batch, dropout ? dropout_seed(config.seed, step) : no_dropout,
                               stream);
-        const cuda::LabelTargetsDevice targets{
-            device_batch.label_indptr, device_batch.label_indices, nullptr, device_batch.label_nnz};
+        const cuda::LabelTargetsDevice targets = cuda::targets_of(device_batch);
         rank.output->train_step(device_batch.B, rank.encoder->hT(), targets, rank.encoder->dhT(),
                                 rank.loss.data(), lr, stream);
         comm.all_reduce(std::span<float>(
@@ -179,17 +178,12 @@ void fit_on_ranks(Trainer& trainer, Model& model, const Dataset& train, const Da
         rank.encoder->backward(device_batch, stream);
         rank.encoder_update->step(lr, *rank.encoder, stream);
         if (batch + 1 < per_epoch) rank.uploader->stage(train, rows_of(batch + 1));
-        if (config.dst.due(step + 1, total_steps)) {  // every rank: its groups, the same choice
-          const int64_t changed =
-              rank.output
-                  ->rewire_tail(config.dst.prune, config.dst.regrow,
-                                config.dst.fraction_at(step + 1, total_steps),
-                                dst_seed(config.seed, step + 1),
+        // Every rank rewires its groups when due (the same choice); the count is all ranks'.
+        const int64_t changed =
+            cuda::rewire_if_due(config, step + 1, total_steps, *rank.output,
                                 {device_batch.B, rank.encoder->hT(), targets}, stream,
-                                {rank.host.get(), rank.shard.group_begin})
-                  .changed_slots;
-          if (r == 0) report.dst_changed_slots += changed;  // all ranks' slots
-        }
+                                {rank.host.get(), rank.shard.group_begin});
+        if (r == 0) report.dst_changed_slots += changed;
         if ((batch + 1) % kProgressSteps == 0 || batch + 1 == per_epoch) {
           HASTE_CUDA_CHECK(cudaMemcpyAsync(rank.loss_total.data(), rank.loss.data(), sizeof(double),
                                            cudaMemcpyDeviceToDevice, stream));

@@ -181,8 +181,8 @@ std::vector<int32_t> choose_regrown(std::span<const int32_t> current, int64_t co
         candidates.begin(), candidates.begin() + count, candidates.end(),
         [&](int32_t a, int32_t b) { return norms[a] != norms[b] ? norms[a] > norms[b] : a < b; });
   } else {
-    Rng rng(
-        hash_key(seed, global_group));  // partial Fisher-Yates: the first `count` are the sample
+    // Partial Fisher-Yates: the first `count` are the sample.
+    Rng rng(hash_key(seed, global_group));
     for (int64_t i = 0; i < count; ++i) {
       const auto pick = i + static_cast<int64_t>(rng.below(candidates.size() - i));
       std::swap(candidates[i], candidates[pick]);

@@ -166,7 +166,8 @@ class OutputLayerGpu {
   OptimizerGpu& optimizer();
 
   // Device tensors (bf16 weights and gradients, fp32 biases), for tests and DST. The tail's
-  // weight gradient is allocated by the first forward_backward (null before).
+  // weight gradient is allocated at construction when max_batch > kFusedTrainRows, else by the
+  // first forward_backward (null before).
   bf16* head_weight();
   float* head_bias();
   bf16* tail_weight();
