@@ -146,8 +146,9 @@ void bench_fused(const Shape& s, const haste::cuda::GroupSharedDevice& layer,
   const double w_bytes = 2.0 * L * s.k;
   measure(rows, timer, s, "gsff_fused", "fused",
           2 * w_bytes + 4.0 * layer.shape.G * s.k + 8.0 * L + 2.0 * s.d * s.B, runs, [&] {
-            haste::cuda::group_shared_fused_train(layer, s.B, h_t.data(), targets, dweights.data(),
-                                                  dbias.data(), dh_t.data(), loss.data(), nullptr);
+            haste::cuda::group_shared_fused_train(layer, s.B, s.B, h_t.data(), targets,
+                                                  dweights.data(), dbias.data(), dh_t.data(),
+                                                  loss.data(), nullptr);
           });
 }
 

@@ -24,12 +24,13 @@ void check_shared_memory(const char* kernel, size_t bytes, int64_t d) {
 
 }  // namespace
 
-void group_shared_fused_train(const GroupSharedDevice& layer, int64_t B, const bf16* hT,
-                              const TailTargetsDevice& targets, bf16* dweights, float* dbias,
-                              float* dhT, double* loss, cudaStream_t stream,
+void group_shared_fused_train(const GroupSharedDevice& layer, int64_t B, int64_t rows,
+                              const bf16* hT, const TailTargetsDevice& targets, bf16* dweights,
+                              float* dbias, float* dhT, double* loss, cudaStream_t stream,
                               const FusedWeightUpdate* update) {
   constexpr const char* kKernel = "fused group-shared training kernel";
   check_supported(layer.shape, B);
+  check(rows >= 1 && rows <= B, "{}: {} real rows in a batch of {}", kKernel, rows, B);
   check(layer.shape.g > 1,
         "{}: g = 1 (standard fixed fan-in) is not fused; run group_shared_forward, "
         "bce_with_logits_tail and the two backward kernels instead",
@@ -70,7 +71,8 @@ void group_shared_fused_train(const GroupSharedDevice& layer, int64_t B, const b
                 .dweights = dweights,
                 .dbias = dbias,
                 .dhT = dhT};
-  args.inv_batch = 1.f / static_cast<float>(B);
+  args.real_rows = rows;
+  args.inv_batch = 1.f / static_cast<float>(rows);
   args.targets = targets;
   args.loss = loss;
   // The kernel adds every block's dbias partial with atomics.

@@ -37,7 +37,10 @@ struct FusedTrainArgs {
   GroupSharedArgs layer;    // layer.B is the whole batch: the row stride of hT and dhT
   int64_t batch_begin = 0;  // rows batch_begin .. + batch_rows (a multiple of 16) of the batch
   int batch_rows = 0;
-  float inv_batch = 0.f;    // 1 / layer.B: the loss is a mean over the whole batch
+  // Rows of the whole batch from real_rows on pad it to a multiple of 16 (their h is 0): they
+  // get dZ = 0 and no loss, and the loss is a mean over the real rows.
+  int64_t real_rows = 0;
+  float inv_batch = 0.f;    // 1 / real_rows
   bool accumulate = false;  // add to dweights instead of overwriting them
   // Non-null: update these weights (layer.weights) with `update` instead of writing dweights
   // (one launch for the whole batch, accumulate false).

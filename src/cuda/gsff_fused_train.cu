@@ -10,16 +10,19 @@
 //     logits (mma), then the loss and dZ = sigmoid(z) / B as if every target were 0
 //     (branch-free) into a dZ tile (bf16), and adds its dbias partial with global atomics;
 //     lane r of its first warp then recomputes the few logits of row r that have a target and
-//     corrects their loss, dZ and dbias;
-//   gradient team, stage s: warps 0-3 add dHg = dZg Wg into the dh accumulator (one 8-column
-//     batch slice each, so no two warps touch one element), warps 4-7 compute this block's
-//     partial dWg = dZg^T Hg (K = its 32 rows; bf16); after a cluster barrier, block r of the
-//     cluster sums slice r of every block's partials through distributed shared memory and
-//     writes dW once, or applies the optimizer update to those weights right there (the
-//     training step's update fused in: no dW in memory; a thread's weights and optimizer
-//     state are loaded before the cluster barrier that precedes the sums).
+//     corrects their loss, dZ and dbias; then warps 4-7 add dHg = dZg Wg into the dh
+//     accumulator (one 8-column batch slice each, so no two warps touch one element);
+//   gradient team, stage s: each warp computes this block's partial dWg = dZg^T Hg (K = its 32
+//     rows; bf16) of a group's labels and a part of its slots; after a cluster barrier, block r
+//     of the cluster sums slice r of every block's partials through distributed shared memory
+//     and writes dW once, or applies the optimizer update to those weights right there (the
+//     training step's update fused in: no dW in memory; a thread's weights and optimizer state
+//     are loaded before the cluster barrier that precedes the sums).
+// Fused v5 (bench/NOTES.md) moved dh from the gradient team, the critical one, to the logits
+// team, and publishes the partials with one thread's fence: a release by every thread of the
+// team waited for each thread's update stores of the stage before.
 // Floor (bench/NOTES.md, shape 1): 3 products of 22 GFLOP, 0.083 ms at the measured bf16 rate;
-// fused v4 is at 1.44 ms, latency-bound (ncu: 9.6 cycles per issued instruction, 16 warps).
+// fused v4 was at 1.44 ms, latency-bound (ncu: 9.6 cycles per issued instruction, 16 warps).
 // The dZ tile is double-buffered. The logits team takes part in the gradient team's two
 // cluster barriers of the stage before (arriving at the first as it starts), then both teams
 // meet at a hand-over barrier: the logits team runs one stage ahead, and its next weight load
@@ -47,9 +50,9 @@ constexpr int kMaxRanks = kFusedTrainRows / kRows;
 static_assert(kFusedTrainRows % kRows == 0 && kMaxRanks <= 8,
               "a cluster holds at most 8 blocks (the portable cluster size)");
 
-// Named barriers (0 is __syncthreads): the logits team's own, and the hand-over of a stage
-// between the teams (both wait: racecheck does not see a bar.arrive as ordering).
-enum Barrier : int { kLogitsTeam = 1, kHandOver = 2 };
+// Named barriers (0 is __syncthreads): each team's own, and the hand-over of a stage between
+// the teams (both wait: racecheck does not see a bar.arrive as ordering).
+enum Barrier : int { kLogitsTeam = 1, kHandOver = 2, kGradientTeam = 3 };
 template <int kId, int kCount>
 __device__ inline void named_sync() {
   asm volatile("bar.sync %0, %1;\n" ::"n"(kId), "n"(kCount) : "memory");
@@ -93,6 +96,9 @@ __device__ inline void cluster_arrive_release() {
 __device__ inline void cluster_arrive_relaxed() {
   asm volatile("barrier.cluster.arrive.relaxed.aligned;\n" ::: "memory");
 }
+// Makes this thread's earlier writes, and those it has seen through a barrier, visible to the
+// cluster before its next arrival.
+__device__ inline void cluster_fence() { asm volatile("fence.acq_rel.cluster;\n" ::: "memory"); }
 __device__ inline void cluster_wait() {
   asm volatile("barrier.cluster.wait.acquire.aligned;\n" ::: "memory");
 }
@@ -182,29 +188,33 @@ struct TargetCursor {
   }
 };
 
-// Partial dWg = dZg^T Hg of one block's rows for labels m_tile*16 .. +15 of a group (M =
-// labels, K = batch rows, N = slots) and slots n_tile0*8 .. + kNTiles*8, into `partials`
-// ([labels][kK] bf16, so the cluster reduction reads whole 16-byte pieces of dW rows).
-template <int kG, int kK, int kNTiles, typename DzTile, typename HTile, typename PartialTile>
+// Partial dWg = dZg^T Hg of one block's rows for every label of a group (M = labels, in
+// kMTiles m-tiles; K = batch rows; N = slots) and slots n_tile0*8 .. + kNTiles*8, into
+// `partials` ([labels][kK] bf16, so the cluster reduction reads whole 16-byte pieces of dW
+// rows). Each gathered Hg fragment serves every m-tile (fused v5: one item per m-tile loaded
+// it once per m-tile).
+template <int kG, int kK, int kMTiles, int kNTiles, typename DzTile, typename HTile,
+          typename PartialTile>
 __device__ void partial_weight_gradient(const DzTile& dz, const HTile& h_tile,
                                         const int32_t* group_indices, const PartialTile& partials,
-                                        int label0, int m_tile, int n_tile0, int rows, int lane) {
+                                        int label0, int n_tile0, int rows, int lane) {
   static_assert(kNTiles % 2 == 0, "B fragments come in pairs of slot n-tiles");
   const int matrix = lane / 8, row = lane % 8;
-  const int first_label = label0 + m_tile * 16;
-  FragC acc[kNTiles];
+  FragC acc[kMTiles][kNTiles];
 #pragma unroll
   for (int ks = 0; ks < kRows / 16; ++ks) {
     if (ks * 16 >= rows) break;
-    // A = dZg^T: labels x batch, stored as batch rows of dz (transposed for the fragment);
-    // for g = 8 labels 8-15 do not exist (a1 = a3 = 0).
-    FragA a;
-    if constexpr (kG == 8) {
-      load_matrix_x2_trans(a.r[0], a.r[2],
-                           dz.chunk_address(ks * 16 + 8 * (matrix % 2) + row, first_label / 8));
-    } else {
-      load_matrix_x4_trans(
-          a.r, dz.chunk_address(ks * 16 + 8 * (matrix / 2) + row, first_label / 8 + matrix % 2));
+    FragA a[kMTiles];  // A = dZg^T: labels x batch, stored as batch rows of dz (transposed)
+#pragma unroll
+    for (int m = 0; m < kMTiles; ++m) {
+      const int first_label = label0 + m * 16;
+      if constexpr (kG == 8) {  // labels 8-15 do not exist: a1 = a3 = 0
+        load_matrix_x2_trans(a[m].r[0], a[m].r[2],
+                             dz.chunk_address(ks * 16 + 8 * (matrix % 2) + row, first_label / 8));
+      } else {
+        load_matrix_x4_trans(a[m].r, dz.chunk_address(ks * 16 + 8 * (matrix / 2) + row,
+                                                      first_label / 8 + matrix % 2));
+      }
     }
 #pragma unroll
     for (int n = 0; n < kNTiles; n += 2) {
@@ -212,19 +222,25 @@ __device__ void partial_weight_gradient(const DzTile& dz, const HTile& h_tile,
       const int slot = (n_tile0 + n) * 8 + 8 * (matrix / 2) + row;
       uint32_t b[4];
       load_matrix_x4(b, h_tile.chunk_address(group_indices[slot], ks * 2 + matrix % 2));
-      mma(acc[n], a, FragB{{b[0], b[1]}});
-      mma(acc[n + 1], a, FragB{{b[2], b[3]}});
+#pragma unroll
+      for (int m = 0; m < kMTiles; ++m) {
+        mma(acc[m][n], a[m], FragB{{b[0], b[1]}});
+        mma(acc[m][n + 1], a[m], FragB{{b[2], b[3]}});
+      }
     }
   }
-  const int label = first_label + lane / 4;
 #pragma unroll
-  for (int n = 0; n < kNTiles; ++n) {
-    const int slot = (n_tile0 + n) * 8 + 2 * (lane % 4);
-    *reinterpret_cast<uint32_t*>(partials.chunk_pointer(label, slot / 8) + slot % 8) =
-        pack_bf16x2(acc[n].r[0], acc[n].r[1]);
-    if constexpr (kG > 8)
-      *reinterpret_cast<uint32_t*>(partials.chunk_pointer(label + 8, slot / 8) + slot % 8) =
-          pack_bf16x2(acc[n].r[2], acc[n].r[3]);
+  for (int m = 0; m < kMTiles; ++m) {
+    const int label = label0 + m * 16 + lane / 4;
+#pragma unroll
+    for (int n = 0; n < kNTiles; ++n) {
+      const int slot = (n_tile0 + n) * 8 + 2 * (lane % 4);
+      *reinterpret_cast<uint32_t*>(partials.chunk_pointer(label, slot / 8) + slot % 8) =
+          pack_bf16x2(acc[m][n].r[0], acc[m][n].r[1]);
+      if constexpr (kG > 8)
+        *reinterpret_cast<uint32_t*>(partials.chunk_pointer(label + 8, slot / 8) + slot % 8) =
+            pack_bf16x2(acc[m][n].r[2], acc[m][n].r[3]);
+    }
   }
 }
 
@@ -257,6 +273,9 @@ __global__ void __launch_bounds__(kThreads, 1)
 
   const int64_t b0 = f.batch_begin + rank * kRows;
   const int rows = f.batch_rows - rank * kRows < kRows ? f.batch_rows - rank * kRows : kRows;
+  const int real_rows = static_cast<int>(f.real_rows - b0 < 0      ? 0
+                                         : f.real_rows - b0 < rows ? f.real_rows - b0
+                                                                   : rows);
   const int clusters = gridDim.x / ranks, cluster_index = blockIdx.x / ranks;
   const int64_t stage_begin = stages * cluster_index / clusters;
   const int64_t steps = stages * (cluster_index + 1) / clusters - stage_begin;
@@ -276,7 +295,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   LossParts loss;  // this thread's share, before the 1 / B
   if (logits_team) {
     // Warp 0's lane r walks row r's targets.
-    TargetCursor cursor = team_warp == 0 && lane < rows
+    TargetCursor cursor = team_warp == 0 && lane < real_rows
                               ? TargetCursor(f.targets, b0 + lane, stage_begin * kLabels)
                               : TargetCursor{};
     auto load = [&](int64_t step) {
@@ -315,7 +334,8 @@ __global__ void __launch_bounds__(kThreads, 1)
       named_sync<kLogitsTeam, kTeamThreads>();  // the stage's weights are in place
 
       // Logits, loss and dZ as if every target were 0; labels past real_labels (padding, only
-      // in the tail's last stage) get dZ = 0 and no loss.
+      // in the tail's last stage) and padding rows (only in a short batch) get dZ = 0 and no
+      // loss.
       auto logits_and_gradient = [&](auto masked) {
         for (int index = team_warp; index < Item::kCount; index += kTeamWarps) {
           const Item item(index);
@@ -331,6 +351,7 @@ __global__ void __launch_bounds__(kThreads, 1)
           group_logits<kK>(acc, h_tile, weights, indices + item.group * kK, item.group * kG,
                            item.m_tile, item.first_n_tile, lane);
           float2 column_sums[Item::kNTilesPerItem];  // dbias over the item's 16 rows
+          const int tile_row = item.m_tile * 16 + lane / 4;
 #pragma unroll
           for (int n = 0; n < Item::kNTilesPerItem; ++n) {
             const int label = label_of(n);
@@ -342,7 +363,7 @@ __global__ void __launch_bounds__(kThreads, 1)
                 LossParts part;
                 const float value =
                     zero_target_gradient(acc[n].r[e] + bias_of[e % 2], f.inv_batch, part);
-                const bool real = label + e % 2 < real_labels;
+                const bool real = label + e % 2 < real_labels && tile_row + e / 2 * 8 < real_rows;
                 dz[e] = real ? value : 0.f;
                 loss.linear += real ? part.linear : 0.f;
                 loss.log2_part += real ? part.log2_part : 0.f;
@@ -351,7 +372,6 @@ __global__ void __launch_bounds__(kThreads, 1)
               }
             }
             column_sums[n] = make_float2(dz[0] + dz[2], dz[1] + dz[3]);
-            const int tile_row = item.m_tile * 16 + lane / 4;
             *reinterpret_cast<uint32_t*>(dz_tile.chunk_pointer(tile_row, label / 8) + label % 8) =
                 pack_bf16x2(dz[0], dz[1]);
             *reinterpret_cast<uint32_t*>(dz_tile.chunk_pointer(tile_row + 8, label / 8) +
@@ -374,7 +394,7 @@ __global__ void __launch_bounds__(kThreads, 1)
           }
         }
       };
-      if (real_labels == labels)
+      if (real_labels == labels && real_rows == rows)
         logits_and_gradient(std::false_type{});
       else
         logits_and_gradient(std::true_type{});
@@ -382,7 +402,7 @@ __global__ void __launch_bounds__(kThreads, 1)
       // Lane r of warp 0 corrects its row's few logits with a target: it recomputes z from the
       // tiles (fp32 sums of the same bf16 products) and overwrites their dZ.
       named_sync<kLogitsTeam, kTeamThreads>();
-      if (team_warp == 0 && lane < rows) {
+      if (team_warp == 0 && lane < real_rows) {
         cursor.visit(stage * kLabels, stage * kLabels + labels, [&](int label, float y) {
           if (label >= real_labels) return;  // a column past the tail (another shard)
           const int32_t* group_indices = indices + label / kG * kK;
@@ -396,6 +416,22 @@ __global__ void __launch_bounds__(kThreads, 1)
           atomicAdd(a.dbias + stage * kLabels + label, dz - sigmoid(z) * f.inv_batch);
         });
       }
+      // dh: warps 4-7 (warp 0 corrects the targets' dZ) each add one 8-column batch slice, every
+      // group in order (groups may share features), once the corrected dZ is in place.
+      named_sync<kLogitsTeam, kTeamThreads>();
+      constexpr int kFirstInputWarp = kTeamWarps - kBatchNTiles;
+      if (team_warp >= kFirstInputWarp) {
+        const int n_tile = team_warp - kFirstInputWarp;
+        constexpr int kSlotTiles = kK / 16;
+        if (n_tile * 8 < rows) {
+          for (int group = 0; group < groups; ++group) {
+            FragC tiles[kSlotTiles];  // all before the adds: independent mma chains
+            group_input_gradients<kG>(tiles, weights, dz_tile, group * kG, 0, n_tile, lane);
+            accumulator.add(tiles, indices + group * kK, 0, n_tile, lane);
+            __syncwarp();  // the next group's reads of shared features see these adds
+          }
+        }
+      }
       if (step >= 1) arrive_partials_read();  // of stage step - 1
       named_sync<kHandOver, kThreads>();      // stage step goes to the gradient team
     }
@@ -405,10 +441,11 @@ __global__ void __launch_bounds__(kThreads, 1)
     }
     wait_async_copies<0>();  // the empty groups committed past the end
   } else {
-    constexpr int kSlotPart = kK >= 64 ? 8 : kK / 8;  // slot n-tiles of one dW item
+    // A dW item: every label of a group, kSlotPart slot n-tiles (at most half of them, so that
+    // a stage of 4 groups gives each warp an item; at most 8 accumulator tiles).
     constexpr int kLabelMTiles = (kG + 15) / 16;
-    constexpr int kItemsPerGroup = kLabelMTiles * (kK / 8 / kSlotPart);
-    constexpr int kInputWarps = kBatchNTiles;
+    constexpr int kSlotPart = kK / 16 < 8 / kLabelMTiles ? kK / 16 : 8 / kLabelMTiles;
+    constexpr int kItemsPerGroup = kK / 8 / kSlotPart;
     const bf16* rank_partials[kMaxRanks];  // every block's partials, through DSMEM
 #pragma unroll
     for (int r = 0; r < kMaxRanks; ++r)
@@ -418,7 +455,6 @@ __global__ void __launch_bounds__(kThreads, 1)
     for (int64_t step = 0; step < steps; ++step) {
       const int64_t stage = stage_begin + step;
       const LabelTile dz_tile = dz_tile_at(step);
-      const auto weights = Stage::weights_in(buffer_at(step));
       const int32_t* indices = Stage::indices_in(buffer_at(step));
       const int groups = Stage::groups_in(stage, a.G);
       const int labels = groups * kG;
@@ -434,34 +470,18 @@ __global__ void __launch_bounds__(kThreads, 1)
       };
       cluster_wait();  // every block has read the previous stage's partials
 
-      if (team_warp < kInputWarps) {
-        // The dh warps write nothing another block reads: arriving now lets the cluster
-        // reduction start as soon as the partials are complete.
-        cluster_arrive_relaxed();
-        // dh: this warp's 8 batch columns, every group in order (groups may share features).
-        const int n_tile = team_warp;
-        constexpr int kSlotTiles = kK / 16;
-        if (n_tile * 8 < rows) {
-          for (int group = 0; group < groups; ++group) {
-            FragC tiles[kSlotTiles];  // all before the adds: independent mma chains
-            group_input_gradients<kG>(tiles, weights, dz_tile, group * kG, 0, n_tile, lane);
-            accumulator.add(tiles, indices + group * kK, 0, n_tile, lane);
-            __syncwarp();  // the next group's reads of shared features see these adds
-          }
-        }
-      } else {
-        for (int item = team_warp - kInputWarps; item < groups * kItemsPerGroup;
-             item += kTeamWarps - kInputWarps) {
-          const int group = item / kItemsPerGroup, m_tile = item % kItemsPerGroup % kLabelMTiles;
-          const int part = item % kItemsPerGroup / kLabelMTiles;
-          partial_weight_gradient<kG, kK, kSlotPart>(dz_tile, h_tile, indices + group * kK,
-                                                     partials, group * kG, m_tile, part * kSlotPart,
-                                                     rows, lane);
-        }
-        // Publishes the partials. A cluster-scope release is a GPU-scope memory barrier, so
-        // these warps issue no global writes of their own before it (dbias: logits team).
-        cluster_arrive_release();
+      for (int item = team_warp; item < groups * kItemsPerGroup; item += kTeamWarps) {
+        const int group = item / kItemsPerGroup, part = item % kItemsPerGroup;
+        partial_weight_gradient<kG, kK, kLabelMTiles, kSlotPart>(
+            dz_tile, h_tile, indices + group * kK, partials, group * kG, part * kSlotPart, rows,
+            lane);
       }
+      // Publishes the partials: once the team has written them, one thread's cluster-scope fence
+      // covers every write it has seen through the team barrier. (Each thread's own release
+      // waited for that thread's global stores of the update before: fused v5.)
+      named_sync<kGradientTeam, kTeamThreads>();
+      if (threadIdx.x == kTeamThreads) cluster_fence();
+      cluster_arrive_relaxed();
       // The update of this thread's first piece needs its weights and optimizer state: loaded
       // now, they arrive while the cluster meets (at g = 32, k = 64 every thread has one piece).
       const int first_piece = piece_begin + threadIdx.x - kTeamThreads;

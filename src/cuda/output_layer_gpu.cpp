@@ -174,12 +174,13 @@ struct OutputLayerGpu::Impl {
   }
   ~Impl() { cublasDestroy(cublas); }
 
-  void head_step(int64_t B, const bf16* hT, const LabelTargetsDevice& targets, float* dhT,
-                 double* loss, cudaStream_t stream);
+  void head_step(int64_t B, int64_t rows, const bf16* hT, const LabelTargetsDevice& targets,
+                 float* dhT, double* loss, cudaStream_t stream);
   // Head and tail; the tail's weight gradient goes to dtail_w, or with `tail_update` straight
   // into the tail weights' optimizer update inside the fused kernel.
-  void forward_backward(int64_t B, const bf16* hT, const LabelTargetsDevice& targets, float* dhT,
-                        double* loss, const FusedWeightUpdate* tail_update, cudaStream_t stream);
+  void forward_backward(int64_t B, int64_t rows, const bf16* hT, const LabelTargetsDevice& targets,
+                        float* dhT, double* loss, const FusedWeightUpdate* tail_update,
+                        cudaStream_t stream);
   // The optimizer step of every parameter (after optimizer.begin_step) but the tail weights
   // when the fused kernel updated them.
   void update(bool tail_weights, cudaStream_t stream);
@@ -343,8 +344,9 @@ void OutputLayerGpu::randomize(uint64_t seed) {
   HASTE_CUDA_CHECK(cudaDeviceSynchronize());
 }
 
-void OutputLayerGpu::Impl::head_step(int64_t B, const bf16* hT, const LabelTargetsDevice& targets,
-                                     float* dhT, double* loss, cudaStream_t stream) {
+void OutputLayerGpu::Impl::head_step(int64_t B, int64_t rows, const bf16* hT,
+                                     const LabelTargetsDevice& targets, float* dhT, double* loss,
+                                     cudaStream_t stream) {
   const int64_t H = shape.H, d_h = shape.d_head();
   const bf16* x = hT + shape.head_offset() * B;
   HASTE_CUDA_CHECK(cublasSetStream(cublas, stream));
@@ -352,6 +354,7 @@ void OutputLayerGpu::Impl::head_step(int64_t B, const bf16* hT, const LabelTarge
   gemm(cublas, CUBLAS_OP_T, CUBLAS_OP_T, H, B, d_h, head_w.data(), d_h, x, B, 0.f, z.data(),
        CUDA_R_16BF, z_ld);
   HeadLossArgs args{.B = B,
+                    .rows = rows,
                     .H = H,
                     .ld = z_ld,
                     .z = z.data(),
@@ -361,7 +364,7 @@ void OutputLayerGpu::Impl::head_step(int64_t B, const bf16* hT, const LabelTarge
                     .values = targets.values,
                     .positive_dz = positive_dz.data(),
                     .loss = loss,
-                    .inv_batch = 1.f / static_cast<float>(B)};
+                    .inv_batch = 1.f / static_cast<float>(rows)};
   HASTE_CUDA_CHECK(launch_head_loss(args, sweep_blocks, stream));
   // dWc (d_h x H) = X^T Zc^T;  db (H) = Zc 1;  dhTc (B x d_h) += Zc^T Wc^T
   gemm(cublas, CUBLAS_OP_T, CUBLAS_OP_T, d_h, H, B, x, B, z.data(), z_ld, 0.f, dhead_w.data(),
@@ -393,12 +396,13 @@ void OutputLayerGpu::Impl::head_step(int64_t B, const bf16* hT, const LabelTarge
       launch_add_slices(dh, dh_partials.data(), B * d_h, static_cast<int>(slices), stream));
 }
 
-void OutputLayerGpu::Impl::forward_backward(int64_t B, const bf16* hT,
+void OutputLayerGpu::Impl::forward_backward(int64_t B, int64_t rows, const bf16* hT,
                                             const LabelTargetsDevice& targets, float* dhT,
                                             double* loss, const FusedWeightUpdate* tail_update,
                                             cudaStream_t stream) {
   check(B > 0 && B <= max_batch && B % 16 == 0,
         "GPU output layer: batch of {} rows; it takes a multiple of 16 up to {}", B, max_batch);
+  check(rows >= 1 && rows <= B, "GPU output layer: {} real rows in a batch of {}", rows, B);
   check(hT && dhT && loss && targets.indptr && targets.indices,
         "GPU output layer: a device pointer is null");
   check(targets.nnz >= 0, "GPU output layer: negative target count {}", targets.nnz);
@@ -406,14 +410,14 @@ void OutputLayerGpu::Impl::forward_backward(int64_t B, const bf16* hT,
     if (static_cast<int64_t>(positive_dz.size()) < targets.nnz) {
       positive_dz = DeviceBuffer<float>(std::max<int64_t>(targets.nnz, 2 * positive_dz.size()));
     }
-    head_step(B, hT, targets, dhT, loss, stream);
+    head_step(B, rows, hT, targets, dhT, loss, stream);
   }
   if (shape.G > 0) {
     const TailTargetsDevice tail_targets{
         targets.indptr, targets.indices, targets.values, {shape.H, shape.L_tail}};
     bf16* dweights = tail_update ? nullptr : tail_weight_grad().data();
-    group_shared_fused_train(tail_device(), B, hT, tail_targets, dweights, dtail_b.data(), dhT,
-                             loss, stream, tail_update);
+    group_shared_fused_train(tail_device(), B, rows, hT, tail_targets, dweights, dtail_b.data(),
+                             dhT, loss, stream, tail_update);
   }
 }
 
@@ -428,9 +432,10 @@ void OutputLayerGpu::Impl::update(bool tail_weights, cudaStream_t stream) {
   }
 }
 
-void OutputLayerGpu::forward_backward(int64_t B, const bf16* hT, const LabelTargetsDevice& targets,
-                                      float* dhT, double* loss, cudaStream_t stream) {
-  impl_->forward_backward(B, hT, targets, dhT, loss, nullptr, stream);
+void OutputLayerGpu::forward_backward(int64_t B, int64_t rows, const bf16* hT,
+                                      const LabelTargetsDevice& targets, float* dhT, double* loss,
+                                      cudaStream_t stream) {
+  impl_->forward_backward(B, rows, hT, targets, dhT, loss, nullptr, stream);
 }
 
 void OutputLayerGpu::update(double lr, cudaStream_t stream) {
@@ -439,14 +444,15 @@ void OutputLayerGpu::update(double lr, cudaStream_t stream) {
   m.update(true, stream);
 }
 
-void OutputLayerGpu::train_step(int64_t B, const bf16* hT, const LabelTargetsDevice& targets,
-                                float* dhT, double* loss, double lr, cudaStream_t stream) {
+void OutputLayerGpu::train_step(int64_t B, int64_t rows, const bf16* hT,
+                                const LabelTargetsDevice& targets, float* dhT, double* loss,
+                                double lr, cudaStream_t stream) {
   Impl& m = *impl_;
   m.optimizer.begin_step(lr);
   const bool in_kernel = m.shape.G > 0 && B <= kFusedTrainRows;
   FusedWeightUpdate tail_update;
   if (in_kernel) tail_update = {m.tail_w.data(), m.optimizer.in_kernel_update(m.tail_w_slot)};
-  m.forward_backward(B, hT, targets, dhT, loss, in_kernel ? &tail_update : nullptr, stream);
+  m.forward_backward(B, rows, hT, targets, dhT, loss, in_kernel ? &tail_update : nullptr, stream);
   m.update(!in_kernel, stream);
 }
 

@@ -34,7 +34,7 @@ __device__ void block_add(double value, double* out) {
   }
 }
 
-// Row b's head positives: loss term -y * x and dz = (sigmoid(x) - y) / B, kept aside.
+// Row b's head positives: loss term -y * x and dz = (sigmoid(x) - y) / rows, kept aside.
 __global__ void head_positives_kernel(HeadLossArgs a) {
   const int64_t b = blockIdx.x;
   double loss = 0;
@@ -50,13 +50,18 @@ __global__ void head_positives_kernel(HeadLossArgs a) {
 }
 
 // Every element: the target-free part of the loss, max(x, 0) + log1p(exp(-|x|)), and
-// dz = sigmoid(x) / B.
+// dz = sigmoid(x) / rows; a padding row's dz is 0.
 __global__ void head_sweep_kernel(HeadLossArgs a) {
   const int64_t b = blockIdx.y;
+  const bool padding = b >= a.rows;  // the same for the whole block
   __nv_bfloat16* row = a.z + b * a.ld;
   float loss = 0;
   for (int64_t l = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; l < a.H;
        l += int64_t{gridDim.x} * blockDim.x) {
+    if (padding) {
+      row[l] = __float2bfloat16(0.f);
+      continue;
+    }
     const float x = __bfloat162float(row[l]) + a.bias[l];
     loss += fmaxf(x, 0.f) + log1pf(expf(-fabsf(x)));
     row[l] = __float2bfloat16(sigmoid(x) * a.inv_batch);
@@ -120,11 +125,12 @@ unsigned blocks_for(int64_t n) {
 }  // namespace
 
 cudaError_t launch_head_loss(const HeadLossArgs& args, int blocks_per_row, cudaStream_t stream) {
-  const auto rows = static_cast<unsigned>(args.B);
-  head_positives_kernel<<<rows, 64, 0, stream>>>(args);
-  head_sweep_kernel<<<dim3(static_cast<unsigned>(blocks_per_row), rows), kThreads, 0, stream>>>(
-      args);
-  head_positives_write_kernel<<<rows, 64, 0, stream>>>(args);
+  // Padding rows have no positives to read or write; the sweep zeroes their dz.
+  const auto rows = static_cast<unsigned>(args.rows);
+  if (rows > 0) head_positives_kernel<<<rows, 64, 0, stream>>>(args);
+  head_sweep_kernel<<<dim3(static_cast<unsigned>(blocks_per_row), static_cast<unsigned>(args.B)),
+                      kThreads, 0, stream>>>(args);
+  if (rows > 0) head_positives_write_kernel<<<rows, 64, 0, stream>>>(args);
   return cudaGetLastError();
 }
 

@@ -11,8 +11,9 @@ namespace haste::cuda {
 
 // The head's logits z [B, H] bf16 row-major with row stride ld >= H (bias not yet added) and
 // the batch's CSR targets in model label ids (labels >= H belong to the tail and are skipped).
+// Rows from `rows` to B pad the batch to a multiple of 16: they get dz = 0 and no loss.
 struct HeadLossArgs {
-  int64_t B = 0, H = 0, ld = 0;
+  int64_t B = 0, rows = 0, H = 0, ld = 0;
   __nv_bfloat16* z = nullptr;  // in: logits without bias; out: dz
   const float* bias = nullptr;
   const int64_t* indptr = nullptr;
@@ -20,7 +21,7 @@ struct HeadLossArgs {
   const float* values = nullptr;  // null: every target 1
   float* positive_dz = nullptr;   // [nnz] scratch: the positives' dz, computed before the sweep
   double* loss = nullptr;
-  float inv_batch = 0;
+  float inv_batch = 0;  // 1 / rows: the loss is a mean over the real rows
 };
 
 // The BCE loss and dz of the head in three launches: the positives' logits are read (their

@@ -84,12 +84,12 @@ struct BenchLayer {
   // The training step as the trainer runs it (the tail weights' update in the fused kernel).
   void step(cudaStream_t stream) {
     clear(stream);
-    layer.train_step(B, hT.data(), targets, dhT.data(), loss.data(), lr, stream);
+    layer.train_step(B, B, hT.data(), targets, dhT.data(), loss.data(), lr, stream);
   }
   // Its two parts run apart (the unfused step): gradients written, then every update.
   void forward_backward(cudaStream_t stream) {
     clear(stream);
-    layer.forward_backward(B, hT.data(), targets, dhT.data(), loss.data(), stream);
+    layer.forward_backward(B, B, hT.data(), targets, dhT.data(), loss.data(), stream);
   }
   void update(cudaStream_t stream) { layer.update(lr, stream); }
 };

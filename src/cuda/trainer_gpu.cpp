@@ -187,8 +187,8 @@ void fit_on_gpu(Trainer& trainer, Model& model, const Dataset& train, const Data
       report.learning_rate =
           config.optimizer.schedule.lr_at(config.optimizer.lr, step, total_steps);
       encoder.forward(device_batch, dropout ? dropout_seed(config.seed, step) : no_dropout, stream);
-      output.train_step(device_batch.B, encoder.hT(), targets, encoder.dhT(), loss.data(),
-                        report.learning_rate, stream);
+      output.train_step(device_batch.B, device_batch.rows, encoder.hT(), targets, encoder.dhT(),
+                        loss.data(), report.learning_rate, stream);
       encoder.backward(device_batch, stream);
       encoder_update.step(report.learning_rate, encoder, stream);
       state.steps_done = step + 1;

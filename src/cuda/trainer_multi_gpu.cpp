@@ -171,8 +171,8 @@ void fit_on_ranks(Trainer& trainer, Model& model, const Dataset& train, const Da
         rank.encoder->forward(device_batch, dropout ? dropout_seed(config.seed, step) : no_dropout,
                               stream);
         const cuda::LabelTargetsDevice targets = cuda::targets_of(device_batch);
-        rank.output->train_step(device_batch.B, rank.encoder->hT(), targets, rank.encoder->dhT(),
-                                rank.loss.data(), lr, stream);
+        rank.output->train_step(device_batch.B, device_batch.rows, rank.encoder->hT(), targets,
+                                rank.encoder->dhT(), rank.loss.data(), lr, stream);
         comm.all_reduce(std::span<float>(
             rank.encoder->dhT(), static_cast<size_t>(device_batch.B * rank.encoder->output_dim())));
         rank.encoder->backward(device_batch, stream);

@@ -73,7 +73,7 @@ TEST_P(GroupSharedFusedTrain, MatchesTheCpuChain) {
   const cuda::GroupSharedDevice layer{shape, d_indices.data(), d_w.data(), d_bias.data()};
   const cuda::TailTargetsDevice device_targets{d_indptr.data(), d_target_columns.data(),
                                                soft ? d_target_values.data() : nullptr, range};
-  cuda::group_shared_fused_train(layer, B, d_ht.data(), device_targets, d_dw.data(), d_db.data(),
+  cuda::group_shared_fused_train(layer, B, B, d_ht.data(), device_targets, d_dw.data(), d_db.data(),
                                  d_dht.data(), d_loss.data(), nullptr);
   HASTE_CUDA_CHECK(cudaDeviceSynchronize());
 
@@ -95,8 +95,8 @@ TEST(GroupSharedFusedTrainApi, RejectsTheStandardLayer) {
   const cuda::GroupSharedDevice layer{{256, 10, 1, 32}};
   test_util::expect_error(
       [&] {
-        cuda::group_shared_fused_train(layer, 64, nullptr, {}, nullptr, nullptr, nullptr, nullptr,
-                                       nullptr);
+        cuda::group_shared_fused_train(layer, 64, 64, nullptr, {}, nullptr, nullptr, nullptr,
+                                       nullptr, nullptr);
       },
       "g = 1");
 }

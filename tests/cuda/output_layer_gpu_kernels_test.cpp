@@ -2,7 +2,8 @@
 //  - one forward_backward against the CPU output layer (src/model/output_layer.cpp) on fresh
 //    random bf16-rounded weights and h: loss, the four gradients (poisoned first) and dh (added
 //    to a random start), for HASTE with and without private features, a head-less tail and the
-//    dense layer (every label in the head; one large enough for the split dh product);
+//    dense layer (every label in the head; one large enough for the split dh product), and
+//    short batches padded to a multiple of 16 (the padding rows get no loss and no gradient);
 //  - one whole training step (gradients + SGD update with stochastic rounding) against
 //    Model::compute_gradients + Optimizer::step, the weights moving through upload/download;
 //  - train_step (the tail weights' update inside the fused kernel) against forward_backward +
@@ -63,16 +64,18 @@ std::vector<bf16> transpose_bf16(const std::vector<float>& h, int64_t B, int64_t
   return out;
 }
 
-// One forward_backward of `gpu` on hT [d, B] against `targets` (model ids); the gradient of h is
-// added to dht. Returns the loss.
-double forward_backward(cuda::OutputLayerGpu& gpu, int64_t B, const std::vector<bf16>& hT,
-                        const CsrMatrix& targets, DeviceBuffer<float>& dht) {
+// One forward_backward of `gpu` on hT [d, B] against `targets` (model ids), the first `rows`
+// rows real; the gradient of h is added to dht. Returns the loss.
+double forward_backward(cuda::OutputLayerGpu& gpu, int64_t B, int64_t rows,
+                        const std::vector<bf16>& hT, const CsrMatrix& targets,
+                        DeviceBuffer<float>& dht) {
   DeviceBuffer<bf16> d_ht(hT);
   DeviceBuffer<int64_t> d_indptr(targets.indptr);
   DeviceBuffer<int32_t> d_indices(targets.indices);
   DeviceBuffer<double> d_loss(std::vector<double>{0.0});
-  gpu.forward_backward(B, d_ht.data(), {d_indptr.data(), d_indices.data(), nullptr, targets.nnz()},
-                       dht.data(), d_loss.data(), nullptr);
+  gpu.forward_backward(B, rows, d_ht.data(),
+                       {d_indptr.data(), d_indices.data(), nullptr, targets.nnz()}, dht.data(),
+                       d_loss.data(), nullptr);
   HASTE_CUDA_CHECK(cudaDeviceSynchronize());
   return d_loss.download()[0];
 }
@@ -91,14 +94,15 @@ void expect_gradients(const cuda::OutputLayerGpu& gpu, std::span<const float> dh
   expect(download(gpu.tail_bias_grad(), dtail_b.size()), dtail_b, "tail.bias grad");
 }
 
-// (B, d, L, H, g, k, private features)
+// (real rows, d, L, H, g, k, private features); the GPU's batch is the rows rounded up to 16.
 using Case = std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, bool>;
 
 class OutputLayerGpuGradients : public ::testing::TestWithParam<Case> {};
 
 TEST_P(OutputLayerGpuGradients, MatchTheCpuOutputLayer) {
   HASTE_REQUIRE_GPU();
-  const auto [B, d, L, H_wanted, g, k, private_features] = GetParam();
+  const auto [rows, d, L, H_wanted, g, k, private_features] = GetParam();
+  const int64_t B = (rows + 15) / 16 * 16;
   cuda::OutputLayerShape shape = cuda::OutputLayerShape::haste(d, L, H_wanted, g, k);
   shape.private_features = private_features;
   ModelShape model_shape{.sparse_input = true,
@@ -109,16 +113,19 @@ TEST_P(OutputLayerGpuGradients, MatchTheCpuOutputLayer) {
                          .group_size = g,
                          .fan_in = k > 0 ? k : 32};  // the dense layer has no tail
   model::OutputLayer cpu(model_shape, d, private_features);
-  test_util::RandomTensors random(static_cast<uint64_t>(B * 31 + d * 7 + L + shape.H));
+  test_util::RandomTensors random(static_cast<uint64_t>(rows * 31 + d * 7 + L + shape.H));
   cpu.initialize(random.tensor<float>(L, -3.0, 0.0), static_cast<uint64_t>(L));
   round_in_place(cpu.head_weight);
   round_in_place(cpu.tail.weights);
-  std::vector<float> h = random.tensor<float>(B * d);
+  std::vector<float> h = random.tensor<float>(rows * d);
   round_in_place(h);
-  const CsrMatrix targets = random.sparse_targets(B, L, 0.03);
+  CsrMatrix targets = random.sparse_targets(rows, L, 0.03);
 
-  std::vector<float> dh(B * d);
-  const double loss = model::OutputShards(cpu, 1).forward_backward(cpu, B, h, targets, dh);
+  std::vector<float> dh(rows * d);
+  const double loss = model::OutputShards(cpu, 1).forward_backward(cpu, rows, h, targets, dh);
+  // The GPU's padding rows: h 0, no targets.
+  h.resize(B * d, 0.f);
+  while (targets.rows < B) targets.append_row({}, {});
 
   OptimizerConfig optimizer;
   cuda::OutputLayerGpu gpu(shape, optimizer, B);
@@ -132,7 +139,7 @@ TEST_P(OutputLayerGpuGradients, MatchTheCpuOutputLayer) {
   // A first pass allocates the tail's weight gradient (made when first written), so that it
   // can be poisoned like the others before the pass under test.
   DeviceBuffer<float> scratch(std::vector<float>(B * d, 0.f));
-  forward_backward(gpu, B, transpose_bf16(h, B, d), targets, scratch);
+  forward_backward(gpu, B, rows, transpose_bf16(h, B, d), targets, scratch);
   poison(gpu.head_weight_grad(), cpu.dhead_weight.size());
   poison(gpu.head_bias_grad(), cpu.dhead_bias.size());
   poison(gpu.tail_weight_grad(), cpu.dtail_weight.size());
@@ -144,7 +151,7 @@ TEST_P(OutputLayerGpuGradients, MatchTheCpuOutputLayer) {
     for (int64_t f = 0; f < d; ++f) dht_start[f * B + b] = dh_start[b * d + f];
   }
   DeviceBuffer<float> d_dht(dht_start);
-  const double gpu_loss = forward_backward(gpu, B, transpose_bf16(h, B, d), targets, d_dht);
+  const double gpu_loss = forward_backward(gpu, B, rows, transpose_bf16(h, B, d), targets, d_dht);
 
   EXPECT_NEAR(gpu_loss, loss, 5e-3 * std::abs(loss)) << "loss";
   expect_gradients(gpu, cpu.dhead_weight, cpu.dhead_bias, cpu.dtail_weight, cpu.dtail_bias);
@@ -153,7 +160,7 @@ TEST_P(OutputLayerGpuGradients, MatchTheCpuOutputLayer) {
   for (int64_t b = 0; b < B; ++b) {
     for (int64_t f = 0; f < d; ++f) {
       got[b * d + f] = dht[f * B + b] - static_cast<double>(dh_start[b * d + f]);
-      expected[b * d + f] = dh[b * d + f];
+      expected[b * d + f] = b < rows ? dh[b * d + f] : 0.f;
     }
   }
   EXPECT_LT(relative_error(got, expected), 1e-2) << "dh";
@@ -166,7 +173,10 @@ INSTANTIATE_TEST_SUITE_P(
                       Case{16, 96, 200, 0, 32, 32, false},    // no head
                       Case{64, 128, 700, 700, 1, 0, false},   // dense: every label in the head
                       Case{32, 64, 9001, 9001, 1, 0, false},  // dense, dh split over labels
-                      Case{32, 128, 257, 100, 32, 128, false}));
+                      Case{32, 128, 257, 100, 32, 128, false},
+                      Case{27, 64, 300, 40, 8, 32, false},      // padded: 27 rows in 32
+                      Case{1, 96, 200, 0, 32, 32, false},       // padded: 1 row in 16, no head
+                      Case{305, 64, 700, 50, 32, 64, false}));  // padded, two tail launches
 
 // A whole step on a small model: h from the CPU encoder, targets renumbered to model ids.
 TEST(OutputLayerGpuStep, MatchesTheCpuModelAndOptimizer) {
@@ -219,7 +229,7 @@ TEST(OutputLayerGpuStep, MatchesTheCpuModelAndOptimizer) {
 
   DeviceBuffer<float> d_dht(std::vector<float>(B * model.hidden_dim(), 0.f));
   const double gpu_loss = forward_backward(
-      gpu, B, transpose_bf16({h.begin(), h.end()}, B, model.hidden_dim()), targets, d_dht);
+      gpu, B, B, transpose_bf16({h.begin(), h.end()}, B, model.hidden_dim()), targets, d_dht);
   EXPECT_NEAR(gpu_loss, loss, 5e-3 * std::abs(loss)) << "loss";
   const std::vector<Parameter> parameters = model.parameters();
   expect_gradients(gpu, grads[2], grads[3], grads[4], grads[5]);
@@ -282,9 +292,9 @@ TEST_P(OutputLayerGpuTrainStep, EqualsForwardBackwardThenUpdate) {
     DeviceBuffer<double> loss_fused(std::vector<double>{0.0});
     DeviceBuffer<double> loss_unfused(std::vector<double>{0.0});
     poison(fused.tail_weight_grad(), fused.tail_weight_grad() ? weights : 0);
-    fused.train_step(B, d_ht.data(), device_targets, dht_fused.data(), loss_fused.data(),
+    fused.train_step(B, B, d_ht.data(), device_targets, dht_fused.data(), loss_fused.data(),
                      optimizer.lr, nullptr);
-    unfused.forward_backward(B, d_ht.data(), device_targets, dht_unfused.data(),
+    unfused.forward_backward(B, B, d_ht.data(), device_targets, dht_unfused.data(),
                              loss_unfused.data(), nullptr);
     unfused.update(optimizer.lr, nullptr);
     HASTE_CUDA_CHECK(cudaDeviceSynchronize());

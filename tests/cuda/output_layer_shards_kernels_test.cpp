@@ -54,7 +54,7 @@ double step(cuda::OutputLayerGpu& layer, int64_t B, const DeviceBuffer<bf16>& hT
   DeviceBuffer<int32_t> indices(targets.indices.empty() ? std::vector<int32_t>{0}
                                                         : targets.indices);
   DeviceBuffer<double> loss(std::vector<double>{0.0});
-  layer.forward_backward(B, hT.data(), {indptr.data(), indices.data(), nullptr, targets.nnz()},
+  layer.forward_backward(B, B, hT.data(), {indptr.data(), indices.data(), nullptr, targets.nnz()},
                          dht.data(), loss.data(), nullptr);
   HASTE_CUDA_CHECK(cudaDeviceSynchronize());
   return loss.download()[0];

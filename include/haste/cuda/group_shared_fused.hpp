@@ -49,9 +49,11 @@ struct FusedWeightUpdate {
 // group_shared_backward_inputs (+ optimizer_update) would. The weights the step reads are
 // those before the update. Needs g in {8, 16, 32, 64} (throws for g = 1) and enough shared
 // memory for d (d <= 768 on the H100 at every (g, k)).
-void group_shared_fused_train(const GroupSharedDevice& layer, int64_t B, const bf16* hT,
-                              const TailTargetsDevice& targets, bf16* dweights, float* dbias,
-                              float* dhT, double* loss, cudaStream_t stream,
+// The batch has B rows (a multiple of 16), of which the first `rows` are real; the others pad
+// it (h 0, no targets) and get no loss and no gradient: the loss is the mean over `rows`.
+void group_shared_fused_train(const GroupSharedDevice& layer, int64_t B, int64_t rows,
+                              const bf16* hT, const TailTargetsDevice& targets, bf16* dweights,
+                              float* dbias, float* dhT, double* loss, cudaStream_t stream,
                               const FusedWeightUpdate* update = nullptr);
 
 }  // namespace haste::cuda

@@ -17,8 +17,9 @@
 // Layouts on the device: the input is hT [d, B] bf16 (feature-major, as the tail kernels and
 // EncoderGpu::hT() have it); the gradient of h is ACCUMULATED into dhT [d, B] fp32 (the caller
 // zeroes it). Targets are the batch's CSR label rows in model ids, columns increasing in a row.
-// B must be a multiple of 16 (the tail kernels'); every row counts in the loss's mean, so pad
-// only when the padding's effect on the bias gradient is acceptable.
+// B must be a multiple of 16 (the tail kernels'): a short batch of `rows` real rows is padded
+// with rows of h 0 and no targets, which get no loss and no gradient (the loss is the mean over
+// the real rows, as on the CPU).
 #pragma once
 
 #include <cuda_bf16.h>
@@ -125,9 +126,10 @@ class OutputLayerGpu {
   void randomize(uint64_t seed);
 
   // Loss (added to *loss, a device double the caller zeroes), every gradient of the layer
-  // (overwritten), and the gradient of h added to dhT.
-  void forward_backward(int64_t B, const bf16* hT, const LabelTargetsDevice& targets, float* dhT,
-                        double* loss, cudaStream_t stream);
+  // (overwritten), and the gradient of h added to dhT, for a batch of B rows of which the first
+  // `rows` are real (the others pad it).
+  void forward_backward(int64_t B, int64_t rows, const bf16* hT, const LabelTargetsDevice& targets,
+                        float* dhT, double* loss, cudaStream_t stream);
   // One optimizer update from the last forward_backward's gradients at learning rate `lr`.
   void update(double lr, cudaStream_t stream);
   // The training step: forward_backward, then update at `lr`, with the same result, except
@@ -135,8 +137,8 @@ class OutputLayerGpu {
   // their gradient is complete (include/haste/cuda/group_shared_fused.hpp): the tail's weight
   // gradient is then never written (tail_weight_grad() does not hold it) and the update's
   // memory traffic overlaps the kernel's work.
-  void train_step(int64_t B, const bf16* hT, const LabelTargetsDevice& targets, float* dhT,
-                  double* loss, double lr, cudaStream_t stream);
+  void train_step(int64_t B, int64_t rows, const bf16* hT, const LabelTargetsDevice& targets,
+                  float* dhT, double* loss, double lr, cudaStream_t stream);
 
   // The `topk.k()` best labels of each of B rows of hT (B <= max_batch, any B >= 1) into
   // scores / labels [B, k] (device, best first): the head's logits by cuBLAS, the tail's fused

@@ -107,7 +107,7 @@ void fused_train(const Device<const int32_t>& indices, const Device<const bf16>&
         dhT.shape(0), dhT.shape(1), dweight.size(), dbias.size(), loss.size());
   const cuda::TailTargetsDevice targets{
       indptr.data(), columns.data(), values ? values->data() : nullptr, {first, count}};
-  cuda::group_shared_fused_train(layer, B, hT.data(), targets, dweight.data(), dbias.data(),
+  cuda::group_shared_fused_train(layer, B, B, hT.data(), targets, dweight.data(), dbias.data(),
                                  dhT.data(), loss.data(), stream_of(stream));
 }
 
