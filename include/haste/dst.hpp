@@ -100,4 +100,19 @@ DstResult rewire_tail(const GroupSharedShape& shape, std::span<int32_t> indices,
                       DstRegrow regrow, double fraction, uint64_t seed, std::span<int32_t> source,
                       const TailPart& part = {});
 
+// The prune rule's score of every slot [G, k] of `weights` [G*g, k]: the mean |W| over the
+// group's labels (global rule) or the L2 norm (group_norm) of the slot's column, summed in
+// double in label order (a GPU computes the same values from its bf16 weights).
+std::vector<double> dst_slot_scores(const GroupSharedShape& shape, std::span<const float> weights,
+                                    DstPrune prune);
+
+// rewire_tail without the weights, for a caller that holds them elsewhere (the GPU layer): from
+// each slot's `scores` (dst_slot_scores' values) it rewires `indices` and fills `source` exactly
+// as rewire_tail would; the caller then moves the weights and other per-slot state by `source`
+// (regrown slots to zero).
+DstResult rewire_tail_indices(const GroupSharedShape& shape, std::span<int32_t> indices,
+                              std::span<const double> scores, const TailBatch& batch,
+                              DstPrune prune, DstRegrow regrow, double fraction, uint64_t seed,
+                              std::span<int32_t> source, const TailPart& part = {});
+
 }  // namespace haste

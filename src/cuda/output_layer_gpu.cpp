@@ -489,21 +489,29 @@ DstResult OutputLayerGpu::rewire_tail(DstPrune prune, DstRegrow regrow, double f
   if (!groups && (part.comm == nullptr || part.comm->size() == 1)) return {fraction, 0};
   Impl::HostTailBatch gradient_batch;
   if (regrow == DstRegrow::gradient && groups) gradient_batch = m.host_tail_batch(batch, stream);
-  HASTE_CUDA_CHECK(cudaStreamSynchronize(stream));  // the last update has written the weights
-  std::vector<float> weights(m.tail_w.size());
+  // The slot scores are computed where the weights are; only they and the indices cross to the
+  // host, which chooses the new features (haste::rewire_tail_indices, as the CPU does), and the
+  // weights and optimizer state move on the device. (Moving the weights through the host took
+  // 0.76 s per rewiring at 670K labels on the H100.)
+  std::vector<double> scores(m.indices.size());
   std::vector<int32_t> indices(m.indices.size()), source(m.indices.size());
   if (groups) {
-    copy_bf16_to_host(weights, m.tail_w);
+    DeviceBuffer<double> device_scores(scores.size());
+    HASTE_CUDA_CHECK(launch_dst_slot_scores(m.tail_w.data(), m.shape.G, m.shape.g, m.shape.k,
+                                            prune == DstPrune::global, device_scores.data(),
+                                            stream));
+    HASTE_CUDA_CHECK(cudaStreamSynchronize(stream));  // the last update has written the weights
+    copy_to_host<double>(scores, device_scores.data());
     copy_to_host<int32_t>(indices, m.indices.data());
   }
-  const DstResult result = haste::rewire_tail(
-      m.shape.tail(), indices, weights,
+  const DstResult result = haste::rewire_tail_indices(
+      m.shape.tail(), indices, scores,
       gradient_batch.view(regrow == DstRegrow::gradient && groups ? batch.B : 0, m.shape.d_tail()),
       prune, regrow, fraction, seed, source, part);
-  if (!groups) return result;
-  copy_to_device<bf16>(m.tail_w.data(), to_bf16(weights));  // bf16 values: exact round trip
+  if (!groups || result.changed_slots == 0) return result;
   copy_to_device<int32_t>(m.indices.data(), indices);
   const DeviceBuffer<int32_t> device_source(source);
+  cuda::remap_tail_slots(m.shape.tail(), device_source.data(), m.tail_w.data(), stream);
   m.optimizer.remap_tail_slots(m.shape.tail(), device_source.data(), stream);
   HASTE_CUDA_CHECK(cudaStreamSynchronize(stream));  // before device_source is freed
   return result;

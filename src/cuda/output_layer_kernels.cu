@@ -118,6 +118,22 @@ __global__ void random_group_indices_kernel(int32_t* indices, int64_t G, int64_t
   }
 }
 
+// One thread per slot (consecutive threads on consecutive slots of a label row: coalesced):
+// haste::dst_slot_scores' sum over the group's labels in label order, in double (|w| and w^2
+// of a bf16 weight are exact there, so the host's values come out bit for bit).
+__global__ void dst_slot_scores_kernel(const __nv_bfloat16* weights, int64_t G, int64_t g,
+                                       int64_t k, bool mean_abs, double* scores) {
+  const int64_t slot = blockIdx.x * int64_t{blockDim.x} + threadIdx.x;
+  if (slot >= G * k) return;
+  const int64_t group = slot / k, j = slot % k;
+  double score = 0;
+  for (int64_t l = group * g; l < (group + 1) * g; ++l) {
+    const float w = __bfloat162float(weights[l * k + j]);
+    score += mean_abs ? fabsf(w) : double{w} * w;
+  }
+  scores[slot] = mean_abs ? score / static_cast<double>(g) : sqrt(score);
+}
+
 unsigned blocks_for(int64_t n) {
   return static_cast<unsigned>(std::min<int64_t>((n + kThreads - 1) / kThreads, 1 << 16));
 }
@@ -146,6 +162,15 @@ cudaError_t launch_fill_uniform(__nv_bfloat16* values, int64_t n, int64_t row_wi
   if (n == 0) return cudaSuccess;
   fill_uniform_kernel<<<blocks_for(n), kThreads, 0, stream>>>(values, n, row_width, real_rows,
                                                               scale, seed);
+  return cudaGetLastError();
+}
+
+cudaError_t launch_dst_slot_scores(const __nv_bfloat16* weights, int64_t G, int64_t g, int64_t k,
+                                   bool mean_abs, double* scores, cudaStream_t stream) {
+  const int64_t slots = G * k;
+  if (slots == 0) return cudaSuccess;
+  dst_slot_scores_kernel<<<static_cast<unsigned>((slots + kThreads - 1) / kThreads), kThreads, 0,
+                           stream>>>(weights, G, g, k, mean_abs, scores);
   return cudaGetLastError();
 }
 

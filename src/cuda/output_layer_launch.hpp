@@ -40,6 +40,11 @@ cudaError_t launch_add_slices(float* out, const float* partials, int64_t n, int 
 cudaError_t launch_fill_uniform(__nv_bfloat16* values, int64_t n, int64_t row_width,
                                 int64_t real_rows, float scale, uint64_t seed, cudaStream_t stream);
 
+// scores [G, k] = the DST prune rule's slot scores of weights [G*g, k] (haste::dst_slot_scores:
+// mean |W| over a group's labels with mean_abs, else the L2 norm), the same values as the host's.
+cudaError_t launch_dst_slot_scores(const __nv_bfloat16* weights, int64_t G, int64_t g, int64_t k,
+                                   bool mean_abs, double* scores, cudaStream_t stream);
+
 // Row G of indices [G, k]: k distinct features of [0, d) drawn from (seed, G), sorted. d <= 1024.
 cudaError_t launch_random_group_indices(int32_t* indices, int64_t G, int64_t d, int64_t k,
                                         uint64_t seed, cudaStream_t stream);

@@ -3,6 +3,7 @@
 // label-sharded over several GPUs (TrainBenchCase::gpus), one thread and NCCL rank per GPU,
 // the step including the all-reduce of dh.
 #include <algorithm>
+#include <chrono>
 #include <functional>
 #include <haste/cuda/cuda_check.hpp>
 #include <haste/cuda/device_buffer.hpp>
@@ -157,6 +158,15 @@ void run_one_gpu(TrainBenchResult& result, const TrainBenchOptions& options) {
                    options.seed);
   measure(
       bench, options.runs, free_before, nullptr, [] {}, &result);
+  if (shape.G > 0 && shape.H == 0) {
+    HASTE_CUDA_CHECK(cudaDeviceSynchronize());
+    const auto start = std::chrono::steady_clock::now();
+    bench.layer.rewire_tail(DstPrune::global, DstRegrow::random, 0.25, options.seed,
+                            {bench.B, bench.hT.data(), bench.targets}, nullptr);
+    HASTE_CUDA_CHECK(cudaDeviceSynchronize());
+    result.dst_ms =
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+  }
 }
 
 // The batch's targets (model ids of the whole layer) in `shard`'s label ids, others left out.

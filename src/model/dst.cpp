@@ -39,28 +39,6 @@ constexpr EnumNames<DstPrune, 2> kPruneRules{
 constexpr EnumNames<DstRegrow, 2> kRegrowRules{
     {{DstRegrow::random, "random"}, {DstRegrow::gradient, "gradient"}}};
 
-// Score of every slot [G, k]: mean |W| (global rule) or the L2 norm (per-group rule) of the
-// slot's column of weights over the group's labels.
-std::vector<double> slot_scores(const GroupSharedShape& s, std::span<const float> weights,
-                                DstPrune prune) {
-  std::vector<double> scores(s.G * s.k, 0.0);
-#pragma omp parallel for schedule(static)
-  for (int64_t group = 0; group < s.G; ++group) {
-    double* score = scores.data() + group * s.k;
-    for (int64_t l = group * s.g; l < (group + 1) * s.g; ++l) {
-      const float* w = weights.data() + l * s.k;
-      for (int64_t j = 0; j < s.k; ++j) {
-        score[j] += prune == DstPrune::global ? std::abs(w[j]) : double{w[j]} * w[j];
-      }
-    }
-  }
-  // Monotone transforms only (the ranking is what matters), but keep the documented values.
-  for (double& score : scores) {
-    score = prune == DstPrune::global ? score / static_cast<double>(s.g) : std::sqrt(score);
-  }
-  return scores;
-}
-
 // A slot's rank among the slots to prune: by score, ties to the lower (global) slot id.
 struct SlotKey {
   double score;
@@ -200,6 +178,26 @@ void identity_slots(std::span<int32_t> source, int64_t k) {
 
 }  // namespace
 
+std::vector<double> dst_slot_scores(const GroupSharedShape& s, std::span<const float> weights,
+                                    DstPrune prune) {
+  std::vector<double> scores(s.G * s.k, 0.0);
+#pragma omp parallel for schedule(static)
+  for (int64_t group = 0; group < s.G; ++group) {
+    double* score = scores.data() + group * s.k;
+    for (int64_t l = group * s.g; l < (group + 1) * s.g; ++l) {
+      const float* w = weights.data() + l * s.k;
+      for (int64_t j = 0; j < s.k; ++j) {
+        score[j] += prune == DstPrune::global ? std::abs(w[j]) : double{w[j]} * w[j];
+      }
+    }
+  }
+  // Monotone transforms only (the ranking is what matters), but keep the documented values.
+  for (double& score : scores) {
+    score = prune == DstPrune::global ? score / static_cast<double>(s.g) : std::sqrt(score);
+  }
+  return scores;
+}
+
 std::string to_string(DstPrune prune) { return config_json::enum_name(kPruneRules, prune); }
 std::string to_string(DstRegrow regrow) { return config_json::enum_name(kRegrowRules, regrow); }
 DstPrune parse_dst_prune(const std::string& name) {
@@ -243,10 +241,10 @@ bool DstConfig::due(int64_t step, int64_t total_steps) const {
   return enabled && step > 0 && step % interval == 0 && fraction_at(step, total_steps) > 0;
 }
 
-DstResult rewire_tail(const GroupSharedShape& s, std::span<int32_t> indices,
-                      std::span<float> weights, const TailBatch& batch, DstPrune prune,
-                      DstRegrow regrow, double fraction, uint64_t seed, std::span<int32_t> source,
-                      const TailPart& part) {
+DstResult rewire_tail_indices(const GroupSharedShape& s, std::span<int32_t> indices,
+                              std::span<const double> scores, const TailBatch& batch,
+                              DstPrune prune, DstRegrow regrow, double fraction, uint64_t seed,
+                              std::span<int32_t> source, const TailPart& part) {
   check(fraction >= 0 && fraction <= 1, "dst: fraction {} must be in [0, 1]", fraction);
   check(part.comm != nullptr || part.group_begin == 0,
         "dst: a part of the tail (groups from {} on) needs the communicator of its ranks",
@@ -257,10 +255,10 @@ DstResult rewire_tail(const GroupSharedShape& s, std::span<int32_t> indices,
   if (s.G == 0 && !sharded) return result;
   s.validate();
   validate_group_indices(s, indices);
-  check(weights.size() == static_cast<size_t>(s.labels() * s.k) &&
+  check(scores.size() == static_cast<size_t>(s.G * s.k) &&
             source.size() == static_cast<size_t>(s.G * s.k),
-        "dst: {} weights and {} source slots for G = {}, g = {}, k = {} (need G*g*k and G*k)",
-        weights.size(), source.size(), s.G, s.g, s.k);
+        "dst: {} slot scores and {} source slots for G = {}, k = {} (need G*k)", scores.size(),
+        source.size(), s.G, s.k);
   identity_slots(source, s.k);
   if (fraction == 0 || s.k == s.d) return result;  // the same on every rank
   const int64_t ldz = batch.ldz > 0 ? batch.ldz : s.labels();
@@ -272,10 +270,10 @@ DstResult rewire_tail(const GroupSharedShape& s, std::span<int32_t> indices,
         "{}, {} and {} values with row stride {}; call compute_gradients first)",
         s.d, s.labels(), batch.B, batch.h.size(), batch.dz.size(), ldz);
 
-  const std::vector<double> scores = slot_scores(s, weights, prune);
   std::optional<SlotKey> threshold;
   if (prune == DstPrune::global) {
-    threshold = global_threshold(whole_tail_scores(scores, s, part), fraction);
+    threshold = global_threshold(
+        whole_tail_scores(std::vector<double>(scores.begin(), scores.end()), s, part), fraction);
   }
   int64_t changed = 0;
 #pragma omp parallel reduction(+ : changed)
@@ -289,8 +287,8 @@ DstResult rewire_tail(const GroupSharedShape& s, std::span<int32_t> indices,
     for (int64_t group = 0; group < s.G; ++group) {
       const int64_t global_group = part.group_begin + group;
       std::span<int32_t> group_indices = indices.subspan(group * s.k, s.k);
-      choose_pruned(std::span<const double>(scores).subspan(group * s.k, s.k), s, global_group,
-                    prune, fraction, threshold, order, pruned);
+      choose_pruned(scores.subspan(group * s.k, s.k), s, global_group, prune, fraction, threshold,
+                    order, pruned);
       slots.clear();
       for (int64_t j = 0; j < s.k; ++j) {
         if (!pruned[j]) slots.emplace_back(group_indices[j], static_cast<int32_t>(j));
@@ -310,14 +308,25 @@ DstResult rewire_tail(const GroupSharedShape& s, std::span<int32_t> indices,
       }
     }
   }
-  // The weights move with their features; regrown slots start at zero.
-  if (s.G > 0) model::remap_slots(weights, s, source);
   if (sharded) {
     double all[1] = {static_cast<double>(changed)};  // exact: integers far below 2^53
     part.comm->all_reduce(std::span<double>(all));
     changed = static_cast<int64_t>(all[0]);
   }
   result.changed_slots = changed;
+  return result;
+}
+
+DstResult rewire_tail(const GroupSharedShape& s, std::span<int32_t> indices,
+                      std::span<float> weights, const TailBatch& batch, DstPrune prune,
+                      DstRegrow regrow, double fraction, uint64_t seed, std::span<int32_t> source,
+                      const TailPart& part) {
+  check(weights.size() == static_cast<size_t>(s.labels() * s.k),
+        "dst: {} weights for G = {}, g = {}, k = {} (need G*g*k)", weights.size(), s.G, s.g, s.k);
+  const DstResult result = rewire_tail_indices(s, indices, dst_slot_scores(s, weights, prune),
+                                               batch, prune, regrow, fraction, seed, source, part);
+  // The weights move with their features; regrown slots start at zero.
+  if (result.changed_slots > 0 && s.G > 0) model::remap_slots(weights, s, source);
   return result;
 }
 

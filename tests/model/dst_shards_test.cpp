@@ -1,7 +1,8 @@
 // DST on label shards (include/haste/dst.hpp, TailPart): P ranks, each rewiring its own stretch
 // of groups with the scores all-gathered for the global rule, give the one-rank rewiring of the
 // whole tail, bit for bit (indices, weights, source slots, changed-slot count), for every rule,
-// uneven splits, ranks without groups, and scores full of ties (broken by global slot id).
+// uneven splits, ranks without groups, and scores full of ties (broken by global slot id). And
+// the rewiring from slot scores alone (the GPU layer's) chooses as the one from the weights.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -124,6 +125,32 @@ TEST(DstShards, TwoHalvesRewireAsTheWholeTail) {
   for (DstPrune prune : {DstPrune::global, DstPrune::group_norm}) {
     for (DstRegrow regrow : {DstRegrow::random, DstRegrow::gradient}) {
       for (bool ties : {false, true}) expect_same_rewiring(10, 2, ties, prune, regrow, 0.3);
+    }
+  }
+}
+
+// rewire_tail_indices from the slot scores (the GPU layer's path: scores computed where the
+// weights are) chooses as rewire_tail does: the same indices, source slots and count.
+TEST(DstShards, IndicesFromSlotScoresRewireAsRewireTail) {
+  for (DstPrune prune : {DstPrune::global, DstPrune::group_norm}) {
+    for (DstRegrow regrow : {DstRegrow::random, DstRegrow::gradient}) {
+      for (bool ties : {false, true}) {
+        SCOPED_TRACE(::testing::Message()
+                     << to_string(prune) << " / " << to_string(regrow) << ", ties " << ties);
+        Tail tail = random_tail(10, ties, 3000);
+        const Batch batch = random_batch(tail.shape, 4000);
+        const Rewired whole = rewire_whole(tail, batch, prune, regrow, 0.3);
+        const GroupSharedShape& s = tail.shape;
+        std::vector<int32_t> source(s.G * s.k);
+        const int64_t changed =
+            rewire_tail_indices(s, tail.indices, dst_slot_scores(s, tail.weights, prune),
+                                {batch.B, s.d, batch.h, batch.dz}, prune, regrow, 0.3, 77, source)
+                .changed_slots;
+        EXPECT_GT(changed, 0);
+        EXPECT_EQ(changed, whole.changed);
+        EXPECT_EQ(tail.indices, whole.indices);
+        EXPECT_EQ(source, whole.source);
+      }
     }
   }
 }
