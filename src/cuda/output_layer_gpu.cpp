@@ -18,6 +18,7 @@
 #include <haste/error.hpp>
 #include <haste/tail_loss.hpp>
 
+#include "cuda/dst_launch.hpp"
 #include "cuda/output_layer_launch.hpp"
 
 namespace haste::cuda {
@@ -484,36 +485,70 @@ DstResult OutputLayerGpu::rewire_tail(DstPrune prune, DstRegrow regrow, double f
                                       uint64_t seed, const TailGradientBatch& batch,
                                       cudaStream_t stream, const TailPart& part) {
   Impl& m = *impl_;
-  // A rank without groups still joins the others' collectives inside haste::rewire_tail.
-  const bool groups = m.shape.G > 0;
-  if (!groups && (part.comm == nullptr || part.comm->size() == 1)) return {fraction, 0};
-  Impl::HostTailBatch gradient_batch;
-  if (regrow == DstRegrow::gradient && groups) gradient_batch = m.host_tail_batch(batch, stream);
-  // The slot scores are computed where the weights are; only they and the indices cross to the
-  // host, which chooses the new features (haste::rewire_tail_indices, as the CPU does), and the
-  // weights and optimizer state move on the device. (Moving the weights through the host took
-  // 0.76 s per rewiring at 670K labels on the H100.)
-  std::vector<double> scores(m.indices.size());
-  std::vector<int32_t> indices(m.indices.size()), source(m.indices.size());
+  const OutputLayerShape& s = m.shape;
+  const bool groups = s.G > 0;
+  const bool alone = (part.comm == nullptr || part.comm->size() == 1) && part.group_begin == 0;
+  // A rank without groups still joins the others' collectives inside rewire_tail_indices.
+  if (!groups && alone) return {fraction, 0};
+  // The slot scores are computed where the weights are, and the weights and optimizer state move
+  // there; moving the weights through the host took 0.76 s per rewiring at 670K labels on the
+  // H100 (bench/NOTES_train.md).
+  DeviceBuffer<double> scores(s.G * s.k);
   if (groups) {
-    DeviceBuffer<double> device_scores(scores.size());
-    HASTE_CUDA_CHECK(launch_dst_slot_scores(m.tail_w.data(), m.shape.G, m.shape.g, m.shape.k,
-                                            prune == DstPrune::global, device_scores.data(),
-                                            stream));
-    HASTE_CUDA_CHECK(cudaStreamSynchronize(stream));  // the last update has written the weights
-    copy_to_host<double>(scores, device_scores.data());
-    copy_to_host<int32_t>(indices, m.indices.data());
+    HASTE_CUDA_CHECK(launch_dst_slot_scores(m.tail_w.data(), s.G, s.g, s.k,
+                                            prune == DstPrune::global, scores.data(), stream));
   }
-  const DstResult result = haste::rewire_tail_indices(
-      m.shape.tail(), indices, scores,
-      gradient_batch.view(regrow == DstRegrow::gradient && groups ? batch.B : 0, m.shape.d_tail()),
-      prune, regrow, fraction, seed, source, part);
-  if (!groups || result.changed_slots == 0) return result;
-  copy_to_device<int32_t>(m.indices.data(), indices);
-  const DeviceBuffer<int32_t> device_source(source);
-  cuda::remap_tail_slots(m.shape.tail(), device_source.data(), m.tail_w.data(), stream);
-  m.optimizer.remap_tail_slots(m.shape.tail(), device_source.data(), stream);
-  HASTE_CUDA_CHECK(cudaStreamSynchronize(stream));  // before device_source is freed
+  DeviceBuffer<int32_t> source(s.G * s.k);
+  DstResult result{fraction, 0};
+  if (regrow == DstRegrow::random && alone && s.k <= kMaxDstFanIn &&
+      s.d_tail() <= kMaxDstFeatures) {
+    // The whole choice on the device (dst_kernels.cu: the host's rules and random streams).
+    check(fraction >= 0 && fraction <= 1, "dst: fraction {} must be in [0, 1]", fraction);
+    if (fraction == 0 || s.k == s.d_tail()) return result;
+    const int64_t slots = s.G * s.k;
+    const bool global = prune == DstPrune::global;
+    DeviceBuffer<double> sorted(global ? slots : 0);
+    DeviceBuffer<int64_t> slot_ids(global ? 2 * slots : 0);
+    DeviceBuffer<uint8_t> temp(global ? dst_sort_temp_bytes(slots) : 0);
+    DeviceBuffer<unsigned long long> changed(1);
+    DstScratch scratch{sorted.data(), slot_ids.data(), slot_ids.data() + slots,
+                       temp.data(),   temp.size(),     changed.data()};
+    const DstDeviceArgs args{.G = s.G,
+                             .k = static_cast<int>(s.k),
+                             .d = static_cast<int>(s.d_tail()),
+                             .global = global,
+                             .fraction = fraction,
+                             .seed = seed,
+                             .scores = scores.data(),
+                             .indices = m.indices.data(),
+                             .source = source.data()};
+    HASTE_CUDA_CHECK(launch_dst_rewire_random(args, scratch, &result.changed_slots, stream));
+  } else {
+    // The choice on the host from the scores and indices (haste::rewire_tail_indices): for
+    // gradient regrowth, which reads the last batch there, and for a part of the tail on several
+    // ranks, whose global rule all-gathers the scores.
+    Impl::HostTailBatch gradient_batch;
+    if (regrow == DstRegrow::gradient && groups) gradient_batch = m.host_tail_batch(batch, stream);
+    std::vector<double> host_scores(scores.size());
+    std::vector<int32_t> indices(m.indices.size()), host_source(source.size());
+    if (groups) {
+      HASTE_CUDA_CHECK(cudaStreamSynchronize(stream));
+      copy_to_host<double>(host_scores, scores.data());
+      copy_to_host<int32_t>(indices, m.indices.data());
+    }
+    result = haste::rewire_tail_indices(
+        s.tail(), indices, host_scores,
+        gradient_batch.view(regrow == DstRegrow::gradient && groups ? batch.B : 0, s.d_tail()),
+        prune, regrow, fraction, seed, host_source, part);
+    if (!groups || result.changed_slots == 0) return result;
+    copy_to_device<int32_t>(m.indices.data(), indices);
+    copy_to_device<int32_t>(source.data(), host_source);
+  }
+  if (groups && result.changed_slots > 0) {
+    cuda::remap_tail_slots(s.tail(), source.data(), m.tail_w.data(), stream);
+    m.optimizer.remap_tail_slots(s.tail(), source.data(), stream);
+  }
+  HASTE_CUDA_CHECK(cudaStreamSynchronize(stream));  // before the scratch buffers are freed
   return result;
 }
 

@@ -3,9 +3,11 @@
 // with the global prune rule's scores all-gathered between the ranks (an InProcessGroup here,
 // host memory like the HostStagedCommunicator of the training loops), must rewire the tail as
 // the whole layer's rewire_tail does: indices, weights and the moved AdamW state bit for bit,
-// and the same changed-slot count. The choice is made on the host from the same bf16 weights;
-// gradient regrowth recomputes each group's logits with the forward kernel, whose per-group
-// results do not depend on how many groups the layer has. Skipped without a GPU.
+// and the same changed-slot count, for both prune rules. The shards choose on the host from
+// slot scores computed on the device; the whole layer with random regrowth chooses on the device
+// (dst_kernels.cu), so this also holds the device choice to the host's. Gradient regrowth
+// recomputes each group's logits with the forward kernel, whose per-group results do not depend
+// on how many groups the layer has. Skipped without a GPU.
 #include <cuda_bf16.h>
 #include <gtest/gtest.h>
 
@@ -53,8 +55,8 @@ std::vector<float> state_of(Optimizer& optimizer, const std::string& name) {
   return {};
 }
 
-void expect_sharded_rewire_is_whole(DstRegrow regrow) {
-  SCOPED_TRACE(to_string(regrow));
+void expect_sharded_rewire_is_whole(DstPrune prune, DstRegrow regrow) {
+  SCOPED_TRACE(to_string(prune) + " / " + to_string(regrow));
   const Dataset data = test_util::small_synthetic(64, 80, 300);
   Model model = Model::build(test_util::small_gpu_config(), data);
   OptimizerConfig adamw;  // AdamW: two state tensors to move
@@ -82,10 +84,9 @@ void expect_sharded_rewire_is_whole(DstRegrow regrow) {
     cuda::OutputLayerGpu whole = cuda::OutputLayerGpu::from_model(model, adamw, B, 7);
     whole.optimizer().upload(host_state);
     const DeviceTargets targets(data, rows, cuda::UploadOptions::of(model).original_to_model);
-    whole_changed = whole
-                        .rewire_tail(DstPrune::global, regrow, fraction, seed,
-                                     {B, hT.data(), targets.view()}, nullptr)
-                        .changed_slots;
+    whole_changed =
+        whole.rewire_tail(prune, regrow, fraction, seed, {B, hT.data(), targets.view()}, nullptr)
+            .changed_slots;
     HASTE_CUDA_CHECK(cudaDeviceSynchronize());
     whole.download(whole_model);
     whole.optimizer().download(whole_state);
@@ -112,8 +113,8 @@ void expect_sharded_rewire_is_whole(DstRegrow regrow) {
     const DeviceTargets targets(data, rows, cuda::UploadOptions::of(model, s).original_to_model);
     changed[comm.rank()] =
         layer
-            .rewire_tail(DstPrune::global, regrow, fraction, seed, {B, hT.data(), targets.view()},
-                         nullptr, {&comm, s.group_begin})
+            .rewire_tail(prune, regrow, fraction, seed, {B, hT.data(), targets.view()}, nullptr,
+                         {&comm, s.group_begin})
             .changed_slots;
     HASTE_CUDA_CHECK(cudaDeviceSynchronize());
     layer.download(sharded_model, s);  // disjoint rows
@@ -130,8 +131,10 @@ void expect_sharded_rewire_is_whole(DstRegrow regrow) {
 
 TEST(OutputLayerGpuShards, DstOnThreeShardsRewiresAsTheWholeLayer) {
   HASTE_REQUIRE_GPU();
-  expect_sharded_rewire_is_whole(DstRegrow::random);
-  expect_sharded_rewire_is_whole(DstRegrow::gradient);
+  for (DstPrune prune : {DstPrune::global, DstPrune::group_norm}) {
+    expect_sharded_rewire_is_whole(prune, DstRegrow::random);
+    expect_sharded_rewire_is_whole(prune, DstRegrow::gradient);
+  }
 }
 
 }  // namespace
