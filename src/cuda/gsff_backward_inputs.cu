@@ -81,7 +81,7 @@ __global__ void __launch_bounds__(kThreads)
                     [&](int label) { return a.weights + (first_label + label) * kK; });
     load_rows_async(dz_in(buffer), rows, groups * kG / 8,
                     [&](int row) { return a.dz + (b0 + row) * L + first_label; });
-    load_ints_async(indices_in(buffer), a.indices + stage * Stage::kGroups * kK, groups * kK);
+    load_words_async(indices_in(buffer), a.indices + stage * Stage::kGroups * kK, groups * kK);
   };
 
   const int warp = threadIdx.x / kWarpSize, lane = threadIdx.x % kWarpSize;

@@ -11,8 +11,10 @@
 namespace haste::cuda {
 
 // kGroups consecutive groups of kG labels and fan-in kK, chosen so that one stage holds about
-// kTargetWeights weights: small groups are batched so each pipeline step has enough work.
-template <int kG, int kK, int kTargetWeights>
+// kTargetWeights weights: small groups are batched so each pipeline step has enough work. With
+// kWithBias the stage carries its labels' biases too, so that a kernel adding them reads them
+// from shared memory: a global load per stage sat on the forward's path (bench/NOTES.md).
+template <int kG, int kK, int kTargetWeights, bool kWithBias = false>
 struct GroupStage {
   static constexpr int kGroups = kTargetWeights / (kG * kK) > 1 ? kTargetWeights / (kG * kK) : 1;
   static constexpr int kLabels = kGroups * kG;
@@ -28,13 +30,18 @@ struct GroupStage {
   }
   static int64_t count(int64_t G) { return (G + kGroups - 1) / kGroups; }
 
-  // A stage buffer holds the stage's weight tile, then its [kGroups, kK] indices.
-  static constexpr int kBufferBytes = kWeightBytes + kIndexBytes;
+  // A stage buffer holds the stage's weight tile, then its [kGroups, kK] indices (and biases).
+  static constexpr int kBiasBytes = kWithBias ? kLabels * 4 : 0;
+  static constexpr int kBufferBytes = kWeightBytes + kIndexBytes + kBiasBytes;
   __device__ static WeightTile weights_in(uint8_t* buffer) {
     return WeightTile{reinterpret_cast<bf16*>(buffer)};
   }
   __device__ static int32_t* indices_in(uint8_t* buffer) {
     return reinterpret_cast<int32_t*>(buffer + kWeightBytes);
+  }
+  __device__ static float* bias_in(uint8_t* buffer) {
+    static_assert(kWithBias, "the stage carries no biases");
+    return reinterpret_cast<float*>(buffer + kWeightBytes + kIndexBytes);
   }
   // Issues the asynchronous copies of stage `stage` into `buffer` on threads `thread` of
   // `threads` (by default the whole block).
@@ -45,8 +52,10 @@ struct GroupStage {
     load_rows_async(
         weights_in(buffer), groups * kG, kK / 8,
         [&](int label) { return first_weight + label * kK; }, thread, threads);
-    load_ints_async(indices_in(buffer), a.indices + stage * kGroups * kK, groups * kK, thread,
-                    threads);
+    load_words_async(indices_in(buffer), a.indices + stage * kGroups * kK, groups * kK, thread,
+                     threads);
+    if constexpr (kWithBias)
+      load_words_async(bias_in(buffer), a.bias + stage * kLabels, groups * kG, thread, threads);
   }
 };
 

@@ -123,7 +123,7 @@ constexpr int kStages = 4;
 constexpr int kBatchChunks = kBatchTile / 8;
 
 template <int kG, int kK>
-using TopKStage = GroupStage<kG, kK, 4096>;
+using TopKStage = GroupStage<kG, kK, 4096, true>;  // biases staged with the weights
 
 template <int kG, int kK>
 constexpr size_t tail_shared_bytes(int64_t d) {
@@ -202,6 +202,7 @@ __global__ void __launch_bounds__(kThreads)
   auto compute = [&](int64_t stage, int buffer) {
     const auto weights = Stage::weights_in(buffer_at(buffer));
     const int32_t* indices = Stage::indices_in(buffer_at(buffer));
+    const float* stage_bias = Stage::bias_in(buffer_at(buffer));
     const int groups = Stage::groups_in(stage, a.layer.G);
     bool full = false;
     for (int index = warp; index < Item::kCount; index += kWarps) {
@@ -214,9 +215,9 @@ __global__ void __launch_bounds__(kThreads)
       const float row_score[2] = {threshold_score[row], threshold_score[row + 8]};
 #pragma unroll
       for (int n = 0; n < Item::kNTilesPerItem; ++n) {
-        const int64_t slot = (stage * Stage::kGroups + item.group) * kG +
-                             (item.first_n_tile + n) * 8 + 2 * (lane % 4);
-        const float2 bias = *reinterpret_cast<const float2*>(a.layer.bias + slot);
+        const int label = item.group * kG + (item.first_n_tile + n) * 8 + 2 * (lane % 4);
+        const int64_t slot = stage * Stage::kLabels + label;
+        const float2 bias = *reinterpret_cast<const float2*>(stage_bias + label);
         float score[4];
         bool maybe = false;
 #pragma unroll

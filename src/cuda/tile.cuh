@@ -124,10 +124,12 @@ __device__ void load_rows_async(const SwizzledTile<kChunks>& tile, int rows, int
   }
 }
 
-// Copies `count` int32 values (a multiple of 4) from global to shared memory, on threads
-// `thread` of `threads`.
-__device__ inline void load_ints_async(int32_t* shared, const int32_t* global, int count,
-                                       int thread = threadIdx.x, int threads = blockDim.x) {
+// Copies `count` 4-byte values (int32 indices, fp32 biases; a multiple of 4) from global to
+// shared memory, on threads `thread` of `threads`.
+template <typename Word>
+__device__ inline void load_words_async(Word* shared, const Word* global, int count,
+                                        int thread = threadIdx.x, int threads = blockDim.x) {
+  static_assert(sizeof(Word) == 4, "16-byte copies of 4 values");
   for (int i = thread * 4; i < count; i += threads * 4) {
     copy_async_16(shared_address(shared + i), global + i);
   }
