@@ -36,9 +36,10 @@ struct TrainBenchResult {
   // weight gradient written, and every optimizer update. The step itself (median_ms) applies
   // the tail weights' update inside the fused kernel, so it is shorter than their sum.
   double forward_backward_ms = 0, update_ms = 0;
-  // One DST rewiring of the tail (global prune, random regrowth, a quarter of the slots) after
-  // the steps, wall time including its host side; one-GPU rows without a head (else 0).
-  double dst_ms = 0;
+  // One DST rewiring of the tail (global prune, a quarter of the slots) after the steps, with
+  // random and with gradient regrowth, wall time including its host side; one-GPU rows
+  // without a head (else 0).
+  double dst_ms = 0, dst_gradient_ms = 0;
   double loss = 0;             // of the last step (a sanity figure: finite, near L * log 2 / ...)
   int64_t peak_mem_bytes = 0;  // device memory in use at the peak (cudaMemGetInfo)
   int64_t output_layer_bytes = 0;  // weights + indices + gradients + optimizer state

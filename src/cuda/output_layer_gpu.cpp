@@ -197,6 +197,12 @@ struct OutputLayerGpu::Impl {
     return {shape.tail(), indices.data(), tail_w.data(), tail_b.data()};
   }
 
+  // DST's choice on the device for one GPU's whole tail (src/cuda/dst_kernels.cu): rewires the
+  // indices, writes source [G, k] and returns the changed slots; `scores` are the slot scores.
+  int64_t rewire_on_device(DstPrune prune, DstRegrow regrow, double fraction, uint64_t seed,
+                           const TailGradientBatch& batch, const double* scores, int32_t* source,
+                           cudaStream_t stream);
+
   // Gradient regrowth's view of `batch` on the host (include/haste/dst.hpp).
   struct HostTailBatch {
     std::vector<float> h, dz;  // h_tail [B, d_tail], dz [B, G*g]
@@ -481,6 +487,91 @@ void OutputLayerGpu::predict_topk(int64_t B, const bf16* hT, TopKGpu& topk,
   topk.run(inputs, scores, labels, stream);
 }
 
+int64_t OutputLayerGpu::Impl::rewire_on_device(DstPrune prune, DstRegrow regrow, double fraction,
+                                               uint64_t seed, const TailGradientBatch& batch,
+                                               const double* scores, int32_t* source,
+                                               cudaStream_t stream) {
+  const OutputLayerShape& s = shape;
+  const int64_t slots = s.G * s.k, d = s.d_tail();
+  DeviceBuffer<unsigned long long> changed(std::vector<unsigned long long>{0});
+  DstDeviceArgs args{.first_group = 0,
+                     .groups = s.G,
+                     .k = static_cast<int>(s.k),
+                     .d = static_cast<int>(d),
+                     .global = prune == DstPrune::global,
+                     .threshold = {},
+                     .fraction = fraction,
+                     .seed = seed,
+                     .scores = scores,
+                     .norms = nullptr,
+                     .indices = indices.data(),
+                     .source = source,
+                     .changed_slots = changed.data()};
+  if (args.global) {
+    DeviceBuffer<double> sorted(slots);
+    DeviceBuffer<int64_t> slot_ids(2 * slots);
+    DeviceBuffer<uint8_t> temp(dst_sort_temp_bytes(slots));
+    const DstSortScratch scratch{sorted.data(), slot_ids.data(), slot_ids.data() + slots,
+                                 temp.data(), temp.size()};
+    HASTE_CUDA_CHECK(
+        dst_global_threshold(scores, slots, fraction, scratch, &args.threshold, stream));
+  }
+  if (regrow == DstRegrow::random) {
+    HASTE_CUDA_CHECK(launch_dst_rewire(args, stream));
+  } else {
+    // Each stretch of groups: its logits on the last batch, dZ, the product dZ^T h of its labels
+    // with every feature (cuBLAS, fp32), each group's gradient norms, then its choice; the
+    // stretches keep the scratch small (the product is labels x d).
+    const int64_t B = batch.B;
+    check(B > 0 && batch.hT && batch.targets.indptr && batch.targets.indices,
+          "GPU DST: gradient regrowth needs the last batch's hT and targets");
+    DeviceBuffer<float> h(d * B);  // the tail's features: the first d rows of hT
+    HASTE_CUDA_CHECK(launch_bf16_to_float(batch.hT, d * B, h.data(), stream));
+    constexpr int64_t kStretchLabels = 1 << 16;
+    const int64_t stretch_groups = std::max<int64_t>(1, std::min(s.G, kStretchLabels / s.g));
+    const int64_t stretch_labels = stretch_groups * s.g;
+    DeviceBuffer<bf16> z(B * stretch_labels);
+    DeviceBuffer<float> dz(B * stretch_labels), product(stretch_labels * d);
+    DeviceBuffer<double> norms(stretch_groups * d);
+    HASTE_CUDA_CHECK(cublasSetStream(cublas, stream));
+    for (int64_t first = 0; first < s.G; first += stretch_groups) {
+      const int64_t groups = std::min(stretch_groups, s.G - first), labels = groups * s.g;
+      const GroupSharedDevice stretch{{d, groups, s.g, s.k},
+                                      indices.data() + first * s.k,
+                                      tail_w.data() + first * s.g * s.k,
+                                      tail_b.data() + first * s.g};
+      group_shared_forward(stretch, B, batch.hT, z.data(), stream);
+      const DstTailGradient gradient{.B = B,
+                                     .labels = labels,
+                                     .real = std::clamp<int64_t>(s.L_tail - first * s.g, 0, labels),
+                                     .first_id = s.H + first * s.g,
+                                     .z = z.data(),
+                                     .indptr = batch.targets.indptr,
+                                     .target_ids = batch.targets.indices,
+                                     .target_values = batch.targets.values,
+                                     .dz = dz.data()};
+      HASTE_CUDA_CHECK(launch_dst_tail_gradient(gradient, stream));
+      // product [labels, d] = dz^T h (column-major: d x labels = h^T dz)
+      const float one = 1.f, zero = 0.f;
+      HASTE_CUDA_CHECK(cublasSgemm(cublas, CUBLAS_OP_T, CUBLAS_OP_T, static_cast<int>(d),
+                                   static_cast<int>(labels), static_cast<int>(B), &one, h.data(),
+                                   static_cast<int>(B), dz.data(), static_cast<int>(labels), &zero,
+                                   product.data(), static_cast<int>(d)));
+      HASTE_CUDA_CHECK(
+          launch_dst_group_norms(product.data(), groups, s.g, d, norms.data(), stream));
+      args.first_group = first;
+      args.groups = groups;
+      args.norms = norms.data();
+      HASTE_CUDA_CHECK(launch_dst_rewire(args, stream));
+    }
+  }
+  unsigned long long count = 0;
+  HASTE_CUDA_CHECK(
+      cudaMemcpyAsync(&count, changed.data(), sizeof(count), cudaMemcpyDeviceToHost, stream));
+  HASTE_CUDA_CHECK(cudaStreamSynchronize(stream));  // before the scratch buffers are freed
+  return static_cast<int64_t>(count);
+}
+
 DstResult OutputLayerGpu::rewire_tail(DstPrune prune, DstRegrow regrow, double fraction,
                                       uint64_t seed, const TailGradientBatch& batch,
                                       cudaStream_t stream, const TailPart& part) {
@@ -500,33 +591,16 @@ DstResult OutputLayerGpu::rewire_tail(DstPrune prune, DstRegrow regrow, double f
   }
   DeviceBuffer<int32_t> source(s.G * s.k);
   DstResult result{fraction, 0};
-  if (regrow == DstRegrow::random && alone && s.k <= kMaxDstFanIn &&
-      s.d_tail() <= kMaxDstFeatures) {
-    // The whole choice on the device (dst_kernels.cu: the host's rules and random streams).
+  if (alone && s.k <= kMaxDstFanIn && s.d_tail() <= kMaxDstFeatures) {
+    // The whole choice on the device (dst_kernels.cu: the host's rules).
     check(fraction >= 0 && fraction <= 1, "dst: fraction {} must be in [0, 1]", fraction);
     if (fraction == 0 || s.k == s.d_tail()) return result;
-    const int64_t slots = s.G * s.k;
-    const bool global = prune == DstPrune::global;
-    DeviceBuffer<double> sorted(global ? slots : 0);
-    DeviceBuffer<int64_t> slot_ids(global ? 2 * slots : 0);
-    DeviceBuffer<uint8_t> temp(global ? dst_sort_temp_bytes(slots) : 0);
-    DeviceBuffer<unsigned long long> changed(1);
-    DstScratch scratch{sorted.data(), slot_ids.data(), slot_ids.data() + slots,
-                       temp.data(),   temp.size(),     changed.data()};
-    const DstDeviceArgs args{.G = s.G,
-                             .k = static_cast<int>(s.k),
-                             .d = static_cast<int>(s.d_tail()),
-                             .global = global,
-                             .fraction = fraction,
-                             .seed = seed,
-                             .scores = scores.data(),
-                             .indices = m.indices.data(),
-                             .source = source.data()};
-    HASTE_CUDA_CHECK(launch_dst_rewire_random(args, scratch, &result.changed_slots, stream));
+    result.changed_slots = m.rewire_on_device(prune, regrow, fraction, seed, batch, scores.data(),
+                                              source.data(), stream);
   } else {
-    // The choice on the host from the scores and indices (haste::rewire_tail_indices): for
-    // gradient regrowth, which reads the last batch there, and for a part of the tail on several
-    // ranks, whose global rule all-gathers the scores.
+    // The choice on the host from the scores and indices (haste::rewire_tail_indices): for a
+    // part of the tail on several ranks, whose global rule all-gathers the scores, and for a fan-in
+    // or width past the device choice's arrays.
     Impl::HostTailBatch gradient_batch;
     if (regrow == DstRegrow::gradient && groups) gradient_batch = m.host_tail_batch(batch, stream);
     std::vector<double> host_scores(scores.size());

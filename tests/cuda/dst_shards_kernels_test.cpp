@@ -4,10 +4,11 @@
 // host memory like the HostStagedCommunicator of the training loops), must rewire the tail as
 // the whole layer's rewire_tail does: indices, weights and the moved AdamW state bit for bit,
 // and the same changed-slot count, for both prune rules. The shards choose on the host from
-// slot scores computed on the device; the whole layer with random regrowth chooses on the device
-// (dst_kernels.cu), so this also holds the device choice to the host's. Gradient regrowth
-// recomputes each group's logits with the forward kernel, whose per-group results do not depend
-// on how many groups the layer has. Skipped without a GPU.
+// slot scores computed on the device; the whole layer chooses on the device (dst_kernels.cu), so
+// this holds the device choice to the host's. Gradient regrowth recomputes each group's logits
+// with the forward kernel, whose per-group results do not depend on how many groups the layer
+// has; its gradient norms are summed in another order on each side (cuBLAS, the host's BLAS),
+// which could only matter at a near-tie of norms (none in this data). Skipped without a GPU.
 #include <cuda_bf16.h>
 #include <gtest/gtest.h>
 

@@ -137,6 +137,7 @@ Json result_json(const TrainBenchResult& r) {
               {"memory", parts},
               {"loss", r.loss}});
   if (r.dst_ms > 0) row["dst_ms"] = r.dst_ms;
+  if (r.dst_gradient_ms > 0) row["dst_gradient_ms"] = r.dst_gradient_ms;
   return row;
 }
 
@@ -158,9 +159,9 @@ void add_anchor_rows(const std::string& path, Json& rows) {
 void print_table(const Json& rows) {
   fmt::print(
       "\n{:>9} {:>3} {:>3} {:>11} {:>8} {:>8} {:>7} {:>7} {:>7} {:>7} {:>8} {:>7} {:>7} {:>7} "
-      "{:>8}\n",
+      "{:>8} {:>8}\n",
       "L", "k", "g", "impl", "H", "ms", "fb ms", "upd ms", "steps/s", "peak GB", "layer GB",
-      "x dense", "x torch", "mem/dns", "dst ms");
+      "x dense", "x torch", "mem/dns", "dst ms", "rigl ms");
   for (const Json& row : rows) {
     const Json& s = row["shape"];
     std::string impl = row["impl"].get<std::string>();
@@ -177,12 +178,13 @@ void print_table(const Json& rows) {
                                : std::string("-");
     };
     fmt::print(
-        "{:>8} {:>7} {:>7} {:>7} {:>7} {:>8} {:>7} {:>7} {:>7} {:>8}\n",
+        "{:>8} {:>7} {:>7} {:>7} {:>7} {:>8} {:>7} {:>7} {:>7} {:>8} {:>8}\n",
         number("median_ms", 1, "{:.3f}"), number("forward_backward_ms", 1, "{:.3f}"),
         number("update_ms", 1, "{:.3f}"), number("steps_per_s", 1, "{:.1f}"),
         number("peak_mem_bytes", 1e-9, "{:.2f}"), number("output_layer_bytes", 1e-9, "{:.2f}"),
         number("speedup_vs_dense", 1, "{:.2f}"), number("speedup_vs_torch_dense", 1, "{:.2f}"),
-        number("memory_vs_dense", 1, "{:.3f}"), number("dst_ms", 1, "{:.1f}"));
+        number("memory_vs_dense", 1, "{:.3f}"), number("dst_ms", 1, "{:.1f}"),
+        number("dst_gradient_ms", 1, "{:.1f}"));
   }
 }
 
