@@ -61,9 +61,9 @@ __device__ inline void named_sync() {
 // Dynamic shared memory: 3 stage buffers, 2 dZ tiles, the bf16 dW partials, then the d-sized
 // hT slice and dh accumulator (at g = 32, k = 64, d = 768: exactly the 227 KB a block gets). The
 // logits team loads stage s + 1 while the gradient team still reads stage s - 1, hence 3 buffers.
-template <int kG, int kK, int kStageWeights>
+template <int kG, int kK, int kStageWeights, bool kWithBias>
 struct FusedLayout {
-  using Stage = GroupStage<kG, kK, kStageWeights>;
+  using Stage = GroupStage<kG, kK, kStageWeights, kWithBias>;
   static constexpr int kDepth = 3;
   static constexpr size_t kDzTileBytes = kRows * Stage::kLabels * 2;
   static constexpr size_t kDz = kDepth * Stage::kBufferBytes;
@@ -79,13 +79,18 @@ struct FusedLayout {
 
 // The largest stage whose layout fits in the H100's 227 KB of shared memory per block at
 // d = 768: every stage costs a fixed chain of barriers, so fewer, larger stages spend less
-// time waiting per weight (fused v3: 8192 weights where they fit).
+// time waiting per weight (fused v3: 8192 weights where they fit); its biases staged with it
+// where they fit too (else the logits team loads them from global memory).
 constexpr int64_t kLargestFusedD = 768;
 constexpr size_t kSharedBytesPerBlock = 227 * 1024;
+template <int kG, int kK, int kStageWeights>
+using FusedLayoutWithBiasIfFits = std::conditional_t<
+    FusedLayout<kG, kK, kStageWeights, true>::bytes(kLargestFusedD) <= kSharedBytesPerBlock,
+    FusedLayout<kG, kK, kStageWeights, true>, FusedLayout<kG, kK, kStageWeights, false>>;
 template <int kG, int kK>
-using FusedLayoutOf =
-    std::conditional_t<FusedLayout<kG, kK, 8192>::bytes(kLargestFusedD) <= kSharedBytesPerBlock,
-                       FusedLayout<kG, kK, 8192>, FusedLayout<kG, kK, 4096>>;
+using FusedLayoutOf = std::conditional_t<
+    FusedLayout<kG, kK, 8192, false>::bytes(kLargestFusedD) <= kSharedBytesPerBlock,
+    FusedLayoutWithBiasIfFits<kG, kK, 8192>, FusedLayoutWithBiasIfFits<kG, kK, 4096>>;
 
 // Every arrival is relaxed: a release orders all of the thread's earlier memory operations at
 // GPU scope and so waited for its global stores to reach L2 (ncu: 17% of stalls on its membar,
@@ -328,6 +333,12 @@ __global__ void __launch_bounds__(kThreads, 1)
                                                                       : labels);
       const auto weights = Stage::weights_in(buffer_at(step));
       const int32_t* indices = Stage::indices_in(buffer_at(step));
+      const float* stage_bias = [&] {
+        if constexpr (Stage::kBiasBytes > 0)
+          return static_cast<const float*>(Stage::bias_in(buffer_at(step)));
+        else
+          return a.bias + stage * kLabels;
+      }();
       wait_async_copies<1>();
       named_sync<kLogitsTeam, kTeamThreads>();  // the stage's weights are in place
 
@@ -341,10 +352,10 @@ __global__ void __launch_bounds__(kThreads, 1)
           auto label_of = [&](int n) {
             return item.group * kG + (item.first_n_tile + n) * 8 + 2 * (lane % 4);
           };
-          float2 bias[Item::kNTilesPerItem];  // loaded first: its latency overlaps the mma
+          float2 bias[Item::kNTilesPerItem];  // read first: a global load overlaps the mma
 #pragma unroll
           for (int n = 0; n < Item::kNTilesPerItem; ++n)
-            bias[n] = *reinterpret_cast<const float2*>(a.bias + stage * kLabels + label_of(n));
+            bias[n] = *reinterpret_cast<const float2*>(stage_bias + label_of(n));
           FragC acc[Item::kNTilesPerItem];
           group_logits<kK>(acc, h_tile, weights, indices + item.group * kK, item.group * kG,
                            item.m_tile, item.first_n_tile, lane);
