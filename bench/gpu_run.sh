@@ -45,10 +45,13 @@ if [ -n "${SANITIZE:-}" ]; then
   small+=':*GroupSharedFusedTrain.*/0:*GroupSharedFusedTrain.*/4:*GroupSharedTopK.*/0'
   small+=':*GroupSharedTopKTies*:*EncoderGpuTest.*/0:*BatchUploader*:*OptimizerGpu*'
   small+=':*OutputLayerGpuGradients.*/0:*OutputLayerGpuStep*:*OutputLayerGpuTrainStep.*/0'
-  small+=':*DstOnThreeShards*'
+  # The DST kernels use no shared memory of their own; under racecheck the test's cub sort and
+  # cuBLAS product ran for over 8 minutes, so it runs under memcheck only.
   for tool in memcheck racecheck; do
+    filter=$small
+    [ "$tool" = memcheck ] && filter+=':*DstOnThreeShards*'
     compute-sanitizer --tool "$tool" --error-exitcode 1 "$build/tests/haste_tests" \
-      --gtest_brief=1 --gtest_filter="$small" > "$OUT/sanitize-$tool.log" 2>&1
+      --gtest_brief=1 --gtest_filter="$filter" > "$OUT/sanitize-$tool.log" 2>&1
     echo "compute-sanitizer $tool rc=$?"; tail -4 "$OUT/sanitize-$tool.log"
   done
 fi
