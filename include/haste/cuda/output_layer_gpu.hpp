@@ -147,18 +147,20 @@ class OutputLayerGpu {
   void predict_topk(int64_t B, const bf16* hT, TopKGpu& topk, const int32_t* label_map,
                     float* scores, int32_t* labels, cudaStream_t stream);
 
-  // DST on the tail (include/haste/dst.hpp): the weights and indices come to the host, where
-  // haste::rewire_tail chooses the pruned and regrown slots, and go back; the optimizer state
-  // moves with its slots on the device. Synchronises `stream`. Gradient regrowth reads `batch`
-  // (the last step's hT and targets): the fused kernel never writes the tail's dZ, so the
-  // unfused forward recomputes the logits (with the weights after the step's update, where
-  // the CPU uses the step's own) and dZ = (sigmoid(z) - y) / B is formed on the host, at the
-  // cost of B x G*g values through host memory per update. Random regrowth ignores `batch`.
+  // DST on the tail (include/haste/dst.hpp), on the device: the slot scores are computed there,
+  // the pruned and regrown slots are chosen there with haste::rewire_tail_indices' rules
+  // (src/cuda/dst_kernels.cu; random regrowth draws the CPU's random streams and gives its
+  // choice bit for bit), and the weights and optimizer state move with their slots there.
+  // Synchronises `stream`. Gradient regrowth reads `batch` (the last step's hT and targets): the
+  // fused kernel never writes the tail's dZ, so the unfused forward recomputes the logits (with
+  // the weights after the step's update, where the CPU uses the step's own), stretch by stretch
+  // of labels with the product dZ^T h by cuBLAS. Random regrowth ignores `batch`.
   // A label-sharded run's layer (OutputLayerShape::part) passes `part`: its groups' place in
   // the whole tail and the ranks' communicator ON HOST MEMORY (a HostStagedCommunicator over
   // the rank's NCCL one, or a TcpGroup), through which the global prune rule's scores are
-  // all-gathered; every rank calls it together, and the union of the ranks' rewirings is the
-  // one-GPU rewiring of the whole tail (changed_slots counts all ranks' slots).
+  // all-gathered; such a part (and a fan-in above 128 or a width above 1024) chooses on the
+  // host from its scores. Every rank calls it together, and the union of the ranks' rewirings
+  // is the one-GPU rewiring of the whole tail (changed_slots counts all ranks' slots).
   DstResult rewire_tail(DstPrune prune, DstRegrow regrow, double fraction, uint64_t seed,
                         const TailGradientBatch& batch, cudaStream_t stream,
                         const TailPart& part = {});
