@@ -12,6 +12,7 @@ namespace {
 
 void check_nccl(ncclResult_t status, const char* call, const char* file, int line) {
   if (status != ncclSuccess) {
+    cudaGetLastError();  // a CUDA call inside NCCL may have failed: not the next launch's error
     fail("{}:{}: {} failed: {} ({})", file, line, call, ncclGetErrorString(status),
          ncclGetLastError(nullptr));
   }

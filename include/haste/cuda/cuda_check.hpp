@@ -8,6 +8,7 @@
 #include <cusparse.h>
 
 #include <haste/error.hpp>
+#include <type_traits>
 
 namespace haste::cuda_detail {
 
@@ -15,10 +16,14 @@ inline const char* status_text(cudaError_t status) { return cudaGetErrorString(s
 inline const char* status_text(cublasStatus_t status) { return cublasGetStatusString(status); }
 inline const char* status_text(cusparseStatus_t status) { return cusparseGetErrorString(status); }
 
-// Every library above uses 0 for success.
+// Every library above uses 0 for success. A failed runtime call also stays the runtime's "last
+// error" until read, so the next launch check would report it again after the caller had handled
+// this one (a test asking for a second GPU that is not there failed the next test's first
+// kernel launch): it is read here, before the throw.
 template <typename Status>
 void check_status(Status status, const char* call, const char* file, int line) {
   if (status != Status{}) {
+    if constexpr (std::is_same_v<Status, cudaError_t>) cudaGetLastError();
     fail("{}:{}: {} failed: {} (status {})", file, line, call, status_text(status),
          static_cast<int>(status));
   }
