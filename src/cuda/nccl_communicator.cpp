@@ -10,15 +10,21 @@
 namespace haste::cuda {
 namespace {
 
+// NCCL's own CUDA calls may fail and be handled inside it (probing devices and peers), which
+// leaves the runtime's last error set: read here after every NCCL call, so that the next kernel
+// launch check reports only the launch.
 void check_nccl(ncclResult_t status, const char* call, const char* file, int line) {
+  cudaGetLastError();
   if (status != ncclSuccess) {
-    cudaGetLastError();  // a CUDA call inside NCCL may have failed: not the next launch's error
     fail("{}:{}: {} failed: {} ({})", file, line, call, ncclGetErrorString(status),
          ncclGetLastError(nullptr));
   }
 }
 
 #define HASTE_NCCL_CHECK(call) check_nccl((call), #call, __FILE__, __LINE__)
+
+// For calls in destructors, which must not throw: only the runtime's last error is read.
+void check_nccl_quietly(ncclResult_t) { cudaGetLastError(); }
 
 // Makes `device` current for the rest of the scope, then restores the caller's device.
 class DeviceScope {
@@ -46,7 +52,7 @@ struct NcclCommunicator::Impl {
   void check_usable() const;
 
   ~Impl() {
-    if (comm != nullptr && !aborted) ncclCommDestroy(comm);
+    if (comm != nullptr && !aborted) check_nccl_quietly(ncclCommDestroy(comm));
     if (stream != nullptr) {
       cudaSetDevice(device);
       cudaStreamDestroy(stream);
@@ -153,11 +159,12 @@ void NcclCommunicator::broadcast(std::span<float> data) {
                                  impl_->comm, impl_->stream));
 }
 
-HostStagedCommunicator::HostStagedCommunicator(NcclCommunicator& nccl) : nccl_(nccl) {}
+HostStagedCommunicator::HostStagedCommunicator(NcclCommunicator& nccl)
+    : nccl_(nccl), device_(nccl.device()) {}
 
 HostStagedCommunicator::~HostStagedCommunicator() {
   if (buffer_ != nullptr) {
-    cudaSetDevice(nccl_.device());
+    cudaSetDevice(device_);
     cudaFree(buffer_);
   }
 }
@@ -166,7 +173,7 @@ int HostStagedCommunicator::rank() const { return nccl_.rank(); }
 int HostStagedCommunicator::size() const { return nccl_.size(); }
 
 void* HostStagedCommunicator::staging(size_t bytes) {
-  HASTE_CUDA_CHECK(cudaSetDevice(nccl_.device()));
+  HASTE_CUDA_CHECK(cudaSetDevice(device_));
   if (bytes > capacity_) {
     if (buffer_ != nullptr) HASTE_CUDA_CHECK(cudaFree(buffer_));
     buffer_ = nullptr;

@@ -63,7 +63,9 @@ class NcclCommunicator final : public shard::Communicator {
 // lists, the replicated encoder at an epoch's end, the checkpoint's agreement), not for steps.
 class HostStagedCommunicator final : public shard::Communicator {
  public:
-  explicit HostStagedCommunicator(NcclCommunicator& nccl);  // which must outlive this
+  // `nccl` must outlive every collective of this one; the staging buffer is freed on its GPU
+  // even after `nccl` is gone (the multi-process trainer's ranks end before their host group).
+  explicit HostStagedCommunicator(NcclCommunicator& nccl);
   ~HostStagedCommunicator() override;
 
   int rank() const override;
@@ -81,6 +83,7 @@ class HostStagedCommunicator final : public shard::Communicator {
   void staged(std::span<const T> send, std::span<T> recv, const Run& run);
 
   NcclCommunicator& nccl_;
+  int device_;  // nccl_'s GPU, kept for the destructor
   void* buffer_ = nullptr;
   size_t capacity_ = 0;
 };
