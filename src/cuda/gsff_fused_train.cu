@@ -487,9 +487,11 @@ __global__ void __launch_bounds__(kThreads, 1)
       }
       // Publishes the partials: once the team has written them, one thread's cluster-scope fence
       // covers every write it has seen through the team barrier. (Each thread's own release
-      // waited for that thread's global stores of the update before: fused v5.)
+      // waited for that thread's global stores of the update before: fused v5.) The team's last
+      // thread fences: it has no piece of the update, so no stores to wait for, when the slice
+      // has fewer pieces than the team has threads (k = 32: 4.41 -> 4.36 ms at 3M labels).
       named_sync<kGradientTeam, kTeamThreads>();
-      if (threadIdx.x == kTeamThreads) cluster_fence();
+      if (threadIdx.x == kThreads - 1) cluster_fence();
       cluster_arrive_relaxed();
       // The update of this thread's first piece needs its weights and optimizer state: loaded
       // now, they arrive while the cluster meets (at g = 32, k = 64 every thread has one piece).
