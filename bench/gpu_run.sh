@@ -31,7 +31,7 @@ chmod +x "$build/tools/haste/haste" "$build/tests/haste_tests"
 haste=$build/tools/haste/haste
 source "$repo/scripts/gpu_env.sh"
 nvidia-smi --query-gpu=name,memory.used,memory.total,clocks.sm --format=csv
-gpu_suites='*Gpu*:*GroupShared*:*Device*:*BatchUploader*:*Encoder*:*Nccl*:*TrainCli*:*ResourceErrors*'
+gpu_suites='*Gpu*:*GroupShared*:*DstKernels*:*Device*:*BatchUploader*:*Encoder*:*Nccl*:*TrainCli*:*ResourceErrors*'
 
 filter=${TESTS:-$gpu_suites}
 [ "$filter" = all ] && filter='*'
