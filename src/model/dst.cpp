@@ -52,9 +52,9 @@ struct SlotKey {
 // The scores [G, k] of every group of the whole tail, in global slot order: the part's own on
 // one rank; on several, every rank's part all-gathered (the parts' sizes first, padded to the
 // largest, since an all-gather moves the same count from every rank).
-std::vector<double> whole_tail_scores(const std::vector<double>& scores, const GroupSharedShape& s,
+std::vector<double> whole_tail_scores(std::span<const double> scores, const GroupSharedShape& s,
                                       const TailPart& part) {
-  if (part.comm == nullptr || part.comm->size() == 1) return scores;
+  if (part.comm == nullptr || part.comm->size() == 1) return {scores.begin(), scores.end()};
   shard::Communicator& comm = *part.comm;
   const int P = comm.size();
   const std::array<int64_t, 2> mine = {part.group_begin, s.G};
@@ -272,8 +272,7 @@ DstResult rewire_tail_indices(const GroupSharedShape& s, std::span<int32_t> indi
 
   std::optional<SlotKey> threshold;
   if (prune == DstPrune::global) {
-    threshold = global_threshold(
-        whole_tail_scores(std::vector<double>(scores.begin(), scores.end()), s, part), fraction);
+    threshold = global_threshold(whole_tail_scores(scores, s, part), fraction);
   }
   int64_t changed = 0;
 #pragma omp parallel reduction(+ : changed)
