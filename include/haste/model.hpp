@@ -226,6 +226,10 @@ class Model {
   GroupSharedParams<float>& tail();
   const GroupSharedParams<float>& tail() const;
   TailBatch last_tail_batch() const;
+  // Whether compute_gradients keeps the tail's dz [B, G*g] for last_tail_batch (on by default).
+  // Only DST's gradient-based regrowth reads it, and keeping it costs a copy of every tail
+  // logit's gradient per call, so a trainer turns it on for the steps before such a rewiring.
+  void keep_tail_dz(bool keep);
   // Model label id -> original label id (the tensor labels.model_to_original), [L].
   std::span<const int32_t> model_to_original() const;
 

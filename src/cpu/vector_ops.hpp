@@ -5,6 +5,18 @@
 
 #include <cstdint>
 
+// Compiles a function three times, for AVX-512, for AVX2 + FMA and for baseline x86-64, and
+// picks one at load time by the CPU (GCC's function multiversioning). For the few loops that
+// do enough arithmetic per byte for the vector width to matter (the loss sweep, the optimizer
+// step); the build still runs on any x86-64. The last bits of a result may then differ between
+// CPUs (FMA contraction, wider partial sums), not between runs on one CPU.
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+#define HASTE_VECTOR_CLONES \
+  __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define HASTE_VECTOR_CLONES
+#endif
+
 namespace haste::cpu {
 
 template <typename T>

@@ -3,7 +3,8 @@
 // OpenBLAS runs single-threaded here and the product is split into blocks of output rows (or
 // columns) over OpenMP threads: the library's own pthread pool would compete with the OpenMP
 // team for the same cores (both spin while waiting), and a fixed split keeps results identical
-// from run to run for a given thread count.
+// from run to run for a given thread count. Where OpenBLAS does not know the CPU and falls back
+// to its SSE3 kernels, the first product switches it to the AVX2 or AVX-512 ones (blas.cpp).
 #pragma once
 
 #include <cstdint>

@@ -333,6 +333,7 @@ GroupSharedShape Model::tail_shape() const { return impl_->output.tail.shape; }
 GroupSharedParams<float>& Model::tail() { return impl_->output.tail; }
 const GroupSharedParams<float>& Model::tail() const { return impl_->output.tail; }
 TailBatch Model::last_tail_batch() const { return impl_->output.last_tail_batch(); }
+void Model::keep_tail_dz(bool keep) { impl_->output.keep_tail_dz = keep; }
 std::span<const int32_t> Model::model_to_original() const { return impl_->model_to_original; }
 
 ModelSize Model::size() const {

@@ -8,6 +8,7 @@
 #include <numbers>
 #include <type_traits>
 
+#include "cpu/vector_ops.hpp"
 #include "model/config_json.hpp"
 #include "model/slot_remap.hpp"
 
@@ -28,7 +29,8 @@ constexpr int64_t kMinParallelElements = int64_t{1} << 15;
 struct AdamStep {
   float lr, beta1, beta2, eps, decay, correction1, correction2;
 
-  void operator()(float* w, const float* g, float* m, float* v, int64_t n) const {
+  HASTE_VECTOR_CLONES void operator()(float* w, const float* g, float* m, float* v,
+                                      int64_t n) const {
 #pragma omp simd
     for (int64_t i = 0; i < n; ++i) {
       m[i] = beta1 * m[i] + (1 - beta1) * g[i];
@@ -42,7 +44,8 @@ struct AdamStep {
 struct SgdStep {
   float lr, momentum, decay;
 
-  void operator()(float* w, const float* g, float* buffer, float* /*unused*/, int64_t n) const {
+  HASTE_VECTOR_CLONES void operator()(float* w, const float* g, float* buffer, float* /*unused*/,
+                                      int64_t n) const {
 #pragma omp simd
     for (int64_t i = 0; i < n; ++i) {
       buffer[i] = momentum * buffer[i] + g[i] + decay * w[i];

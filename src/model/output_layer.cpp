@@ -107,7 +107,7 @@ void OutputLayer::logits(const shard::LabelShard& shard, int64_t B, std::span<co
 void OutputLayer::begin_batch(int64_t B, std::span<const float> h) {
   last_B_ = B;
   if (tail.shape.G == 0) return;
-  tail_dz_.resize(B * tail.shape.labels());
+  tail_dz_.resize(keep_tail_dz ? B * tail.shape.labels() : 0);
   last_tail_h_ = tail_input(B, h, tail_h_);
 }
 
@@ -124,17 +124,16 @@ double OutputLayer::forward_backward(const shard::LabelShard& shard, Workspace& 
 double OutputLayer::head_forward_backward(const shard::LabelShard& shard, Workspace& work,
                                           int64_t B, std::span<const float> h,
                                           const CsrMatrix& targets, std::span<float> dh) {
-  // z = h_head W^T + b, turned in place into dz = (sigmoid(z) - y) / B; then dW = dz^T h_head,
-  // db = column sums, dh_head = dz W; all over the shard's head rows.
+  // z = h_head W^T (the loss adds b), turned in place into dz = (sigmoid(z) - y) / B; then
+  // dW = dz^T h_head, db = column sums, dh_head = dz W; all over the shard's head rows.
   const int64_t Hs = shard.head_labels(), first = shard.head_begin;
   std::fill(dh.begin(), dh.end(), 0.0f);  // the shard's share of dh starts here
   if (Hs == 0) return 0.0;                // (BLAS rejects the empty products' strides)
   const float* weight = head_weight.data() + first * d_head_;
   std::vector<float>& dz = work.head_dz;
   dz.resize(B * Hs);
-  for (int64_t b = 0; b < B; ++b) std::copy_n(head_bias.data() + first, Hs, &dz[b * Hs]);
   blas::gemm(Op::none, Op::transpose, B, Hs, d_head_, 1.0f, h.data() + head_offset_, d_, weight,
-             d_head_, 1.0f, dz.data(), Hs);
+             d_head_, 0.0f, dz.data(), Hs);
   work.head_positives.clear();
   for (int64_t b = 0; b < B; ++b) {
     for (int32_t label : targets.row_indices(b)) {
@@ -145,7 +144,8 @@ double OutputLayer::head_forward_backward(const shard::LabelShard& shard, Worksp
     }
   }
   const float scale = 1.0f / static_cast<float>(B);
-  const double loss = bce_block_in_place(dz.data(), B, Hs, Hs, Hs, work.head_positives, scale) /
+  const double loss = bce_block_in_place(dz.data(), B, Hs, Hs, Hs, head_bias.data() + first,
+                                         work.head_positives, scale) /
                       static_cast<double>(B);
   blas::gemm(Op::transpose, Op::none, Hs, d_head_, B, 1.0f, dz.data(), Hs, h.data() + head_offset_,
              d_, 0.0f, dhead_weight.data() + first * d_head_, d_head_);
@@ -170,12 +170,13 @@ double OutputLayer::tail_forward_backward(const shard::LabelShard& shard, Worksp
     work.tail_dh.assign(B * d_tail_, 0.0f);
     tail_dh = work.tail_dh;
   }
-  const double loss =
-      work.tail_pass.step(tail_view(shard), B, last_tail_h_, targets,
-                          H_ + static_cast<int64_t>(first_slot), real_tail_labels(shard),
-                          std::span<float>(dtail_weight).subspan(first_slot * k, shard_slots * k),
-                          std::span<float>(dtail_bias).subspan(first_slot, shard_slots), tail_dh,
-                          std::span<float>(tail_dz_).subspan(first_slot), slots);
+  const double loss = work.tail_pass.step(
+      tail_view(shard), B, last_tail_h_, targets, H_ + static_cast<int64_t>(first_slot),
+      real_tail_labels(shard),
+      std::span<float>(dtail_weight).subspan(first_slot * k, shard_slots * k),
+      std::span<float>(dtail_bias).subspan(first_slot, shard_slots), tail_dh,
+      tail_dz_.empty() ? std::span<float>() : std::span<float>(tail_dz_).subspan(first_slot),
+      slots);
   if (d_tail_ != d_) {
     for (int64_t b = 0; b < B; ++b) {
       cpu::axpy(1.0f, work.tail_dh.data() + b * d_tail_, dh.data() + b * d_, d_tail_);

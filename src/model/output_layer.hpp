@@ -66,8 +66,10 @@ class OutputLayer {
   GroupSharedParams<float> tail;                // [G*g, k] weights, [G*g] bias, [G, k] indices
   std::vector<float> dtail_weight, dtail_bias;  // gradients
 
-  // The tail's input and logit gradient of the last forward_backward (for DST's regrowth).
+  // The tail's input and logit gradient of the last forward_backward (for DST's regrowth); the
+  // gradient is empty unless keep_tail_dz was set for that batch.
   TailBatch last_tail_batch() const;
+  bool keep_tail_dz = true;
 
  private:
   // The tail's input: h itself, or a copy of its first d/2 columns with private features.

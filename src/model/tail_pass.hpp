@@ -20,16 +20,17 @@
 
 namespace haste::model {
 
-// BCE with logits of a block of logits, in place: z [rows, cols] (row stride ldz) becomes
-// dz = (sigmoid(z) - y) * scale for columns < real_cols and 0 for the rest (padding), with
-// y = 1 at the listed positives and 0 elsewhere. Returns the loss summed over the block.
+// BCE with logits of a block of logits, in place: z [rows, cols] (row stride ldz) holds the
+// products without their bias [cols], which is added here, and becomes
+// dz = (sigmoid(z + bias) - y) * scale for columns < real_cols and 0 for the rest (padding),
+// with y = 1 at the listed positives and 0 elsewhere. Returns the loss summed over the block.
 // `positives` are (row, column) pairs inside the block, in any order, without duplicates.
 struct BlockPositive {
   int32_t row;
   int32_t column;
 };
 double bce_block_in_place(float* z, int64_t rows, int64_t cols, int64_t ldz, int64_t real_cols,
-                          std::span<const BlockPositive> positives, float scale);
+                          const float* bias, std::span<const BlockPositive> positives, float scale);
 
 class TailPass {
  public:
@@ -42,9 +43,9 @@ class TailPass {
 
   // One training step of the tail: returns the loss (divided by B), overwrites dW and db,
   // ADDS the tail's share into dh [B, d_tail], and writes dz into the first G*g columns of each
-  // row of dz [B, ldz] (kept for DST's gradient-based regrowth; a shard writes its columns of
-  // the whole tail's dz). `targets` has B rows in model label ids; tail slot s is model label
-  // first_label + s, and slots from real_labels on are padding.
+  // row of dz [B, ldz] unless dz is empty (kept for DST's gradient-based regrowth; a shard
+  // writes its columns of the whole tail's dz). `targets` has B rows in model label ids; tail
+  // slot s is model label first_label + s, and slots from real_labels on are padding.
   double step(const GroupSharedView<float>& tail, int64_t B, std::span<const float> h,
               const CsrMatrix& targets, int64_t first_label, int64_t real_labels,
               std::span<float> dweights, std::span<float> dbias, std::span<float> dh,

@@ -108,6 +108,8 @@ void Trainer::fit(const Dataset& train, const Dataset* test,
       const std::span<const int64_t> rows(order.data() + first,
                                           std::min(config_.batch_size, N - first));
       const int64_t step = state_.steps_done;
+      model_.keep_tail_dz(config_.dst.regrow == DstRegrow::gradient &&
+                          config_.dst.due(step + 1, total_steps));
       loss_sum += model_.compute_gradients(train, rows, dropout_seed(config_.seed, step));
       report.learning_rate =
           config_.optimizer.schedule.lr_at(config_.optimizer.lr, step, total_steps);
