@@ -3,7 +3,8 @@
 //   gsff_fused        our fused training kernel (fused: fwd + BCE loss + dZ + dW + dh, with
 //                     kTargetsPerRow positive labels per row), beside dense fwd_bwd
 //   ffi               our standard fixed fan-in kernels (g = 1), same L and k
-//   cusparse          CSR SpMM with the same sparsity (L x d, k nonzeros per row, bf16)
+//   cusparse          CSR SpMM with the same sparsity (L x d, k nonzeros per row, bf16): fwd
+//                     and bwd_dh; bwd_dw as SDDMM (dz^T h sampled at W's pattern, fp32)
 //   dense_bottleneck  the FLOPs-matched dense layer [B, k] x [k, L] through cuBLAS (bf16 in,
 //                     fp32 accumulate): the forward GEMM and the two GEMMs of its backward
 //   gsff_topk         fused top-k inference (op topk, top_k 5 and 100) beside gsff_fwd_topk:
@@ -62,15 +63,16 @@ struct Shape {
 
 // Fills a device buffer with random values: one random block uploaded, then copied over the
 // whole buffer (generating gigabytes on the host would dominate the run).
-void fill_random(DeviceBuffer<bf16>& buffer, std::mt19937_64& engine, float scale) {
+template <typename T>
+void fill_random(DeviceBuffer<T>& buffer, std::mt19937_64& engine, float scale) {
   const size_t block = std::min<size_t>(buffer.size(), size_t{1} << 22);
-  std::vector<bf16> host(block);
+  std::vector<T> host(block);
   std::uniform_real_distribution<float> uniform(-scale, scale);
-  for (auto& x : host) x = __float2bfloat16(uniform(engine));
+  for (auto& x : host) x = static_cast<T>(uniform(engine));
   for (size_t at = 0; at < buffer.size(); at += block) {
     const size_t n = std::min(block, buffer.size() - at);
     HASTE_CUDA_CHECK(
-        cudaMemcpy(buffer.data() + at, host.data(), n * sizeof(bf16), cudaMemcpyHostToDevice));
+        cudaMemcpy(buffer.data() + at, host.data(), n * sizeof(T), cudaMemcpyHostToDevice));
   }
 }
 
@@ -275,6 +277,40 @@ void bench_shape(const Shape& s, int runs, cublasHandle_t cublas, cusparseHandle
            w_bytes + z_bytes + 4.0 * L * k);
       spmm(CUSPARSE_OPERATION_TRANSPOSE, dz_desc, dh_desc, "bwd_dh",
            w_bytes + z_bytes + 4.0 * L * k);
+      // dW at W's pattern = dz^T [L, B] h [B, d] (SDDMM). cuSPARSE's SDDMM takes no bf16
+      // ("type combination not supported", CUDA 13.0), so this one row runs on fp32 copies.
+      try {
+        DeviceBuffer<float> dz32(B * L), h32(d * B), dw32(L * k);
+        fill_random(dz32, engine, 0.01f);
+        fill_random(h32, engine, 1.f);
+        cusparseSpMatDescr_t dw_matrix{};
+        cusparseDnMatDescr_t dz32_desc{}, h32_desc{};
+        HASTE_CUDA_CHECK(cusparseCreateCsr(
+            &dw_matrix, L, d, L * k, row_offsets.data(), indices.data(), dw32.data(),
+            CUSPARSE_INDEX_32I, CUSPARSE_INDEX_32I, CUSPARSE_INDEX_BASE_ZERO, CUDA_R_32F));
+        HASTE_CUDA_CHECK(
+            cusparseCreateDnMat(&dz32_desc, L, B, L, dz32.data(), CUDA_R_32F, CUSPARSE_ORDER_COL));
+        // hT [d, B] row-major is h [B, d] column-major.
+        HASTE_CUDA_CHECK(
+            cusparseCreateDnMat(&h32_desc, B, d, B, h32.data(), CUDA_R_32F, CUSPARSE_ORDER_COL));
+        const auto none = CUSPARSE_OPERATION_NON_TRANSPOSE;
+        size_t workspace_bytes = 0;
+        HASTE_CUDA_CHECK(cusparseSDDMM_bufferSize(cusparse, none, none, &one, dz32_desc, h32_desc,
+                                                  &zero, dw_matrix, CUDA_R_32F,
+                                                  CUSPARSE_SDDMM_ALG_DEFAULT, &workspace_bytes));
+        DeviceBuffer<uint8_t> workspace(std::max<size_t>(workspace_bytes, 1));
+        measure(rows, timer, s, "cusparse", "bwd_dw", 2 * (w_bytes + z_bytes) + 4.0 * L * k,
+                std::max(5, runs / 10), [&] {
+                  HASTE_CUDA_CHECK(cusparseSDDMM(cusparse, none, none, &one, dz32_desc, h32_desc,
+                                                 &zero, dw_matrix, CUDA_R_32F,
+                                                 CUSPARSE_SDDMM_ALG_DEFAULT, workspace.data()));
+                });
+        cusparseDestroyDnMat(dz32_desc);
+        cusparseDestroyDnMat(h32_desc);
+        cusparseDestroySpMat(dw_matrix);
+      } catch (const std::exception& e) {
+        rows.push_back({s, "cusparse", "bwd_dw", std::nullopt, 0, e.what()});
+      }
       cusparseDestroyDnMat(h_desc);
       cusparseDestroyDnMat(z_desc);
       cusparseDestroyDnMat(dz_desc);

@@ -49,6 +49,9 @@ __global__ void __launch_bounds__(kThreads)
   constexpr int kTiles = Stage::kGroups * (kK / 16) * kNTiles;
   static_assert(kTiles % kWarps == 0, "every warp owns the same number of tiles");
   constexpr int kTilesPerWarp = kTiles / kWarps;
+  // A warp's tiles come in runs of consecutive n-tiles of one m-tile, which share the gathered
+  // Hg^T fragment: it is loaded once per run and k-step.
+  constexpr int kRun = kTilesPerWarp < kNTiles ? kTilesPerWarp : kNTiles;
 
   extern __shared__ __align__(128) uint8_t shared[];
   auto gathered_in = [&](int buffer) {
@@ -94,10 +97,10 @@ __global__ void __launch_bounds__(kThreads)
     const int rows = rows_of(item);
     const int groups = Stage::groups_in(stage, a.G);
 #pragma unroll
-    for (int t = 0; t < kTilesPerWarp; ++t) {
-      const int tile = warp * kTilesPerWarp + t;
-      const int n_tile = tile % kNTiles, m_tile = (tile / kNTiles) % (kK / 16);
-      const int group = tile / kNTiles / (kK / 16);
+    for (int t0 = 0; t0 < kTilesPerWarp; t0 += kRun) {
+      const int tile0 = warp * kTilesPerWarp + t0;
+      const int n_tile0 = tile0 % kNTiles, m_tile = (tile0 / kNTiles) % (kK / 16);
+      const int group = tile0 / kNTiles / (kK / 16);
       if (group >= groups) continue;
       for (int ks = 0; ks < rows / 16; ++ks) {
         // A = Hg^T: slot rows, batch contiguous.
@@ -105,16 +108,25 @@ __global__ void __launch_bounds__(kThreads)
         load_matrix_x4(frag_a.r,
                        gathered.chunk_address(group * kK + m_tile * 16 + row + 8 * (matrix % 2),
                                               ks * 2 + matrix / 2));
-        // B = dZg: batch x labels, stored as batch rows (transposed for the fragment).
-        FragB frag_b;
-        load_matrix_x2_trans(
-            frag_b.r[0], frag_b.r[1],
-            dz.chunk_address(ks * 16 + row + 8 * (matrix % 2), (group * kG) / 8 + n_tile));
-        mma(acc[t], frag_a, frag_b);
+#pragma unroll
+        for (int r = 0; r < kRun; ++r) {
+          // B = dZg: batch x labels, stored as batch rows (transposed for the fragment).
+          FragB frag_b;
+          load_matrix_x2_trans(
+              frag_b.r[0], frag_b.r[1],
+              dz.chunk_address(ks * 16 + row + 8 * (matrix % 2), (group * kG) / 8 + n_tile0 + r));
+          mma(acc[t0 + r], frag_a, frag_b);
+        }
       }
     }
     if (threadIdx.x < groups * kG) {
-      for (int r = 0; r < rows; ++r) bias_sum += __bfloat162float(dz.at(r, threadIdx.x));
+      // Four independent sums: one chain of 64 dependent adds sat at the end of every item.
+      float sums[4] = {};
+      for (int r = 0; r < rows; r += 4) {
+#pragma unroll
+        for (int j = 0; j < 4; ++j) sums[j] += __bfloat162float(dz.at(r + j, threadIdx.x));
+      }
+      bias_sum += (sums[0] + sums[1]) + (sums[2] + sums[3]);
     }
 
     if (item % batch_tiles != batch_tiles - 1) return;
