@@ -40,8 +40,10 @@ echo "tests rc=$?"; grep -E "^\[  (PASSED|FAILED|SKIPPED)|FAILED  \]" "$OUT/test
 grep -B2 -A12 "Failure" "$OUT/tests.log" | head -80
 
 if [ -n "${SANITIZE:-}" ]; then
-  # Small shapes of every suite: the first parameter sets, the fused kernel at g = 8 and 32.
-  small='*GroupSharedKernels.*/0:*GroupSharedKernels.*/3:*GroupSharedKernels.*/8'
+  # Small shapes of every suite: the first parameter sets, the fused kernel at g = 8 and 32,
+  # and k = 128 (/5: dh's two warps per batch n-tile meet at named barriers).
+  small='*GroupSharedKernels.*/0:*GroupSharedKernels.*/3:*GroupSharedKernels.*/5'
+  small+=':*GroupSharedKernels.*/8'
   small+=':*GroupSharedFusedTrain.*/0:*GroupSharedFusedTrain.*/4:*GroupSharedTopK.*/0'
   small+=':*GroupSharedTopKTies*:*EncoderGpuTest.*/0:*BatchUploader*:*OptimizerGpu*'
   small+=':*OutputLayerGpuGradients.*/0:*OutputLayerGpuStep*:*OutputLayerGpuTrainStep.*/0'
