@@ -4,12 +4,11 @@
 // per element (G * B * k of them) would swamp the memory system. Instead a thread block owns a
 // batch tile of 32 rows and a range of groups, and accumulates dhT[:, tile] ([d, 32] fp32, at
 // most 128 KB) in shared memory; it adds that to global memory once, at the end (d * 32
-// atomics per block). Per stage (a few groups, 2- or 3-deep cp.async pipeline) the warps of
-// n-tile n compute dHg^T = Wg^T dZg^T for batch columns 8n .. 8n + 7 of every group, each its
-// share of the 16-slot m-tiles, with mma.m16n8k16 (M = slots, N = batch, K = labels; g = 8
-// pads K with zeros), and add it into the accumulator rows idx[G][slot]. N-tiles own disjoint
-// columns and a group's slots are distinct features, so these adds need no atomics
-// (shared-memory atomics made v1 5x slower).
+// atomics per block). Per stage (a few groups, 2- or 3-deep cp.async pipeline) warp w computes
+// dHg^T = Wg^T dZg^T for batch columns 8w .. 8w + 7 of every group and 16-slot m-tile with
+// mma.m16n8k16 (M = slots, N = batch, K = labels; g = 8 pads K with zeros) and adds it into
+// the accumulator rows idx[G][slot]. Warps own disjoint columns and a group's slots are
+// distinct features, so these adds need no atomics (shared-memory atomics made v1 5x slower).
 // Floor (shape 1): read dz once (343 MB) and W once (86 MB).
 #include "cuda/gsff_products.cuh"
 #include "cuda/gsff_tiling.cuh"
@@ -18,15 +17,8 @@ namespace haste::cuda {
 namespace {
 
 constexpr int kBatchTile = 32;
-constexpr int kNTiles = kBatchTile / 8;  // 8-column n-tiles of the batch tile
-// Warps per n-tile: each computes its share of a group's 16-slot m-tiles, all of them at once
-// (one dZ^T fragment per k-step serves them all). At k = 128 two warps per n-tile beat one
-// (shape 3 of bench/NOTES.md: 1.77 -> 1.53 ms); at k = 64 they tie, at k = 32 one is faster
-// (1.33 vs 1.44 ms at shape 2): the pair then meets at a barrier after every group.
-template <int kK>
-constexpr int kSlotParts = kK >= 128 ? 2 : 1;
-template <int kK>
-constexpr int kThreads = kNTiles* kSlotParts<kK>* kWarpSize;
+constexpr int kWarps = kBatchTile / 8;  // one 8-column n-tile each
+constexpr int kThreads = kWarps * kWarpSize;
 
 // A stage size and pipeline depth. With 4 warps a block is latency-bound, so where two blocks
 // fit on an SM at this d (small stages, 2 deep: 108 KB at g = 32, k = 64, d = 768) they beat one
@@ -52,7 +44,7 @@ using OnePerSmPlan = InputsPlan<kG, kK, 4096, 3>;
 constexpr size_t kSharedBytesPerSm = 228 * 1024, kReservedPerBlock = 1024;
 
 template <int kG, int kK, typename Plan>
-__global__ void __launch_bounds__(kThreads<kK>)
+__global__ void __launch_bounds__(kThreads)
     gsff_backward_inputs_kernel(GroupSharedArgs a, int batch_tiles, int64_t stages) {
   using Stage = typename Plan::Stage;
   constexpr int kStages = Plan::kDepth;
@@ -97,18 +89,15 @@ __global__ void __launch_bounds__(kThreads<kK>)
     const auto dz = dz_in(buffer);
     const int32_t* indices = indices_in(buffer);
     const int groups = Stage::groups_in(stage, a.G);
-    const int n_tile = warp % kNTiles, part = warp / kNTiles;
+    const int n_tile = warp;  // this warp's batch columns
     if (n_tile * 8 >= rows) return;
-    constexpr int kParts = kSlotParts<kK>, kTiles = kMTiles / kParts;
+    // All of a group's m-tiles at once: one dZ^T fragment per k-step serves them all, and the
+    // accumulator's old values are all read before the first write (shape 3 of
+    // bench/NOTES.md: 2.14 -> 1.77 ms).
     for (int group = 0; group < groups; ++group) {
-      // The warps of an n-tile add into the same columns: a group's slots are distinct
-      // features, but two groups may share one, so they finish a group before the next.
-      if (kParts > 1 && group > 0) {
-        asm volatile("bar.sync %0, %1;\n" ::"r"(1 + n_tile), "n"(kParts * kWarpSize) : "memory");
-      }
-      FragC tiles[kTiles] = {};
-      group_input_gradients<kG>(tiles, weights, dz, group * kG, part * kTiles, n_tile, lane);
-      accumulator.add(tiles, indices + group * kK, part * kTiles, n_tile, lane);
+      FragC tiles[kMTiles];
+      group_input_gradients<kG>(tiles, weights, dz, group * kG, 0, n_tile, lane);
+      accumulator.add(tiles, indices + group * kK, 0, n_tile, lane);
     }
   };
   run_pipeline<kStages>(work.stage_begin, work.stage_end, load, compute);
@@ -124,7 +113,7 @@ cudaError_t launch_gsff_backward_inputs(const GroupSharedArgs& args, cudaStream_
     constexpr int kG = decltype(g_constant)::value, kK = decltype(k_constant)::value;
     auto launch = [&](auto plan) {
       using Plan = decltype(plan);
-      return launch_batch_tiled(gsff_backward_inputs_kernel<kG, kK, Plan>, args, kThreads<kK>,
+      return launch_batch_tiled(gsff_backward_inputs_kernel<kG, kK, Plan>, args, kThreads,
                                 kBatchTile, Plan::Stage::count(args.G), Plan::shared_bytes(args.d),
                                 stream);
     };

@@ -130,14 +130,6 @@ __device__ inline void group_input_gradients(FragC (&acc)[kTiles],
     }
   }
 }
-template <int kG, int kWeightChunks, int kDzChunks>
-__device__ inline FragC group_input_gradient(const SwizzledTile<kWeightChunks>& weights,
-                                             const SwizzledTile<kDzChunks>& dz, int label0,
-                                             int m_tile, int n_tile, int lane) {
-  FragC acc[1];
-  group_input_gradients<kG>(acc, weights, dz, label0, m_tile, n_tile, lane);
-  return acc[0];
-}
 
 // The dh accumulator: [d][kColumns] fp32 in shared memory, one row per feature. Columns are
 // rotated by the feature so that the 8 features one mma output row touches fall into
@@ -155,7 +147,7 @@ struct FeatureAccumulator {
   __device__ float& at(int feature, int column) const {
     return base[feature * kColumns + (column ^ ((feature & 3) << 3))];
   }
-  // Adds kTiles group_input_gradient tiles of one group: tile t holds slots
+  // Adds kTiles group_input_gradients tiles of one group: tile t holds slots
   // (first_m_tile + t)*16 .. +15, i.e. the features group_indices[slot]. A group's features are
   // distinct, so within a group no two lanes touch the same element and every old value can be
   // read before the first write (the reads overlap); callers keep different groups' adds apart.
@@ -182,11 +174,6 @@ struct FeatureAccumulator {
                                       old[t][half].y + tiles[t].r[2 * half + 1]);
       }
     }
-  }
-  __device__ void add(const FragC& tile, const int32_t* group_indices, int m_tile, int n_tile,
-                      int lane) const {
-    const FragC one[1] = {tile};
-    add(one, group_indices, m_tile, n_tile, lane);
   }
   // Block-wide, after a barrier: adds the first `rows` columns to dhT[:, b0 .. b0 + rows) (row
   // stride B) with global atomics, since other blocks hold the same features.
