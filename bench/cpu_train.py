@@ -162,11 +162,14 @@ def run_napkinxc(train, test_features, model_dir, threads):
 
 
 def run_haste(cli, output, train_file, test_file, model_dir, threads, config):
-    """`haste train` then `haste predict`; the train time is the whole training process."""
+    """`haste train` then `haste predict`; the train time is the whole training process.
+
+    Training gets no test set, as the other learners get none: it would add an evaluation
+    after every epoch to the time."""
     if model_dir.exists():
         shutil.rmtree(model_dir)
-    command = [str(cli), "train", str(train_file), "--test", str(test_file), "--out",
-               str(model_dir), "--output", output, "--threads", str(threads)]
+    command = [str(cli), "train", str(train_file), "--out", str(model_dir), "--output", output,
+               "--threads", str(threads)]
     if config:
         command += ["--config", str(config)]
     start = time.perf_counter()
