@@ -166,8 +166,6 @@ def run_haste(cli, output, train_file, test_file, model_dir, threads, config):
 
     Training gets no test set, as the other learners get none: it would add an evaluation
     after every epoch to the time."""
-    if model_dir.exists():
-        shutil.rmtree(model_dir)
     command = [str(cli), "train", str(train_file), "--out", str(model_dir), "--output", output,
                "--threads", str(threads)]
     if config:
@@ -310,6 +308,8 @@ def main():
                  "L": train[1].shape[1]}
         for learner in learners:
             model_dir = args.work / name / learner
+            # A model left by an earlier run would count in this one's size.
+            shutil.rmtree(model_dir, ignore_errors=True)
             print(f"{name}: {learner} ...", flush=True)
             row = {"dataset": name, "impl": learner, "op": "train", "shape": shape, "split": split}
             try:
