@@ -15,17 +15,30 @@ namespace {
 
 using blas::Op;
 
-// Hg [B, k] = h[:, idx] for one group (rows of h have stride d).
-void gather_group(std::span<const float> h, int64_t B, int64_t d, const int32_t* idx, int64_t k,
-                  float* hg) {
-  for (int64_t b = 0; b < B; ++b) cpu::gather(h.data() + b * d, idx, hg + b * k, k);
+// hT [d, B] = h^T for h [B, d]: a group's inputs are then whole rows of hT, which copy and add
+// at vector width, where gathering from rows of h took one scalar load per value.
+void transpose_input(std::span<const float> h, int64_t B, int64_t d, std::vector<float>& hT) {
+  hT.resize(d * B);
+  constexpr int64_t kBlock = 32;  // a block of both stays in L1
+  for (int64_t b0 = 0; b0 < B; b0 += kBlock) {
+    for (int64_t f0 = 0; f0 < d; f0 += kBlock) {
+      for (int64_t b = b0; b < std::min(B, b0 + kBlock); ++b) {
+        for (int64_t f = f0; f < std::min(d, f0 + kBlock); ++f) hT[f * B + b] = h[b * d + f];
+      }
+    }
+  }
 }
 
-// Zg [B, g] (row stride ldz) = Hg Wg^T, without the bias.
-void group_products(const GroupSharedView<float>& tail, int64_t group, int64_t B, const float* hg,
+// Hg^T [k, B] = rows idx of hT [d, B].
+void gather_group(const float* hT, int64_t B, const int32_t* idx, int64_t k, float* hgT) {
+  for (int64_t j = 0; j < k; ++j) std::copy_n(hT + idx[j] * B, B, hgT + j * B);
+}
+
+// Zg [B, g] (row stride ldz) = Hg Wg^T = (Hg^T)^T Wg^T, without the bias.
+void group_products(const GroupSharedView<float>& tail, int64_t group, int64_t B, const float* hgT,
                     float* zg, int64_t ldz) {
   const int64_t g = tail.shape.g, k = tail.shape.k;
-  blas::gemm_serial(Op::none, Op::transpose, B, g, k, 1.0f, hg, k,
+  blas::gemm_serial(Op::transpose, Op::transpose, B, g, k, 1.0f, hgT, B,
                     tail.weights.data() + group * g * k, k, 0.0f, zg, ldz);
 }
 
@@ -62,14 +75,16 @@ HASTE_VECTOR_CLONES double bce_block_in_place(float* z, int64_t rows, int64_t co
 void TailPass::logits(const GroupSharedView<float>& tail, int64_t B, std::span<const float> h,
                       std::span<float> z) {
   const GroupSharedShape& s = tail.shape;
+  std::vector<float> hT;
+  transpose_input(h, B, s.d, hT);
 #pragma omp parallel
   {
-    std::vector<float> hg(B * s.k);
+    std::vector<float> hgT(s.k * B);
 #pragma omp for schedule(static)
     for (int64_t group = 0; group < s.G; ++group) {
-      gather_group(h, B, s.d, tail.indices.data() + group * s.k, s.k, hg.data());
+      gather_group(hT.data(), B, tail.indices.data() + group * s.k, s.k, hgT.data());
       float* zg = z.data() + group * s.g;
-      group_products(tail, group, B, hg.data(), zg, s.labels());
+      group_products(tail, group, B, hgT.data(), zg, s.labels());
       const float* bias = tail.bias.data() + group * s.g;
       for (int64_t b = 0; b < B; ++b) cpu::axpy(1.0f, bias, zg + b * s.labels(), s.g);
     }
@@ -105,21 +120,22 @@ double TailPass::step(const GroupSharedView<float>& tail, int64_t B, std::span<c
   const int64_t g = s.g, k = s.k, d = s.d;
   collect_positives(targets, first_label, real_labels, g, s.G);
   group_loss_.assign(s.G, 0.0);
-  // One zeroed copy of dh per thread that may join (a team can be smaller than asked for).
+  transpose_input(h, B, d, hT_);
+  // One zeroed copy of dh^T per thread that may join (a team can be smaller than asked for).
   const int threads = omp_get_max_threads();
-  thread_dh_.resize(threads);
-  for (std::vector<float>& copy : thread_dh_) copy.assign(B * d, 0.0f);
+  thread_dhT_.resize(threads);
+  for (std::vector<float>& copy : thread_dhT_) copy.assign(d * B, 0.0f);
   const float scale = 1.0f / static_cast<float>(B);
 #pragma omp parallel num_threads(threads)
   {
-    std::vector<float>& my_dh = thread_dh_[omp_get_thread_num()];
-    std::vector<float> hg(B * k), zg(B * g), dhg(B * k);
+    std::vector<float>& my_dhT = thread_dhT_[omp_get_thread_num()];
+    std::vector<float> hgT(k * B), zg(B * g), dhgT(k * B);
 #pragma omp for schedule(static)
     for (int64_t group = 0; group < s.G; ++group) {
       const int32_t* idx = tail.indices.data() + group * k;
       const float* wg = tail.weights.data() + group * g * k;
-      gather_group(h, B, d, idx, k, hg.data());
-      group_products(tail, group, B, hg.data(), zg.data(), g);
+      gather_group(hT_.data(), B, idx, k, hgT.data());
+      group_products(tail, group, B, hgT.data(), zg.data(), g);
       const std::span<const BlockPositive> positives(
           positives_.data() + group_offsets_[group],
           static_cast<size_t>(group_offsets_[group + 1] - group_offsets_[group]));
@@ -127,15 +143,16 @@ double TailPass::step(const GroupSharedView<float>& tail, int64_t B, std::span<c
       group_loss_[group] = bce_block_in_place(zg.data(), B, g, g, real,
                                               tail.bias.data() + group * g, positives, scale);
       // zg now holds dZg.
-      blas::gemm_serial(Op::transpose, Op::none, g, k, B, 1.0f, zg.data(), g, hg.data(), k, 0.0f,
-                        dweights.data() + group * g * k, k);
+      blas::gemm_serial(Op::transpose, Op::transpose, g, k, B, 1.0f, zg.data(), g, hgT.data(), B,
+                        0.0f, dweights.data() + group * g * k, k);
       float* db = dbias.data() + group * g;
       std::fill_n(db, g, 0.0f);
       for (int64_t b = 0; b < B; ++b) cpu::axpy(1.0f, zg.data() + b * g, db, g);
-      blas::gemm_serial(Op::none, Op::none, B, k, g, 1.0f, zg.data(), g, wg, k, 0.0f, dhg.data(),
-                        k);
-      for (int64_t b = 0; b < B; ++b) {
-        cpu::scatter_add(dhg.data() + b * k, idx, my_dh.data() + b * d, k);
+      // dHg^T [k, B] = Wg^T dZg^T, added into the rows idx of dh^T.
+      blas::gemm_serial(Op::transpose, Op::transpose, k, B, g, 1.0f, wg, k, zg.data(), g, 0.0f,
+                        dhgT.data(), B);
+      for (int64_t j = 0; j < k; ++j) {
+        cpu::axpy(1.0f, dhgT.data() + j * B, my_dhT.data() + idx[j] * B, B);
       }
       if (!dz.empty()) {
         for (int64_t b = 0; b < B; ++b) {
@@ -143,12 +160,13 @@ double TailPass::step(const GroupSharedView<float>& tail, int64_t B, std::span<c
         }
       }
     }
-    // Sum the threads' copies into dh: each thread owns a stretch of dh and adds the copies
-    // in thread order.
+    // Sum the threads' copies into dh: each thread owns a stretch of dh's rows and adds the
+    // copies in thread order.
 #pragma omp for schedule(static)
     for (int64_t b = 0; b < B; ++b) {
       for (int t = 0; t < threads; ++t) {
-        cpu::axpy(1.0f, thread_dh_[t].data() + b * d, dh.data() + b * d, d);
+        const float* copy = thread_dhT_[t].data() + b;
+        for (int64_t f = 0; f < d; ++f) dh[b * d + f] += copy[f * B];
       }
     }
   }

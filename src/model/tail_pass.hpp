@@ -1,5 +1,6 @@
 // The tail of the output layer on the CPU engine, one group at a time (DESIGN.md 3, 4): per
-// group, gather Hg = h[:, idx[G]] once and run the three products as small OpenBLAS GEMMs
+// group, gather Hg^T = rows idx[G] of h^T once (the batch is transposed first, so that each
+// feature's B values are one contiguous row) and run the three products as small OpenBLAS GEMMs
 // (runtime-dispatched AVX2/AVX-512 kernels) on it, with the loss and dZg computed in between,
 // while the tile is still in cache:
 //   Zg = Hg Wg^T + b  ->  loss, dZg = (sigmoid(Zg) - Yg) / B  ->  dWg = dZg^T Hg,
@@ -8,7 +9,7 @@
 // this is tested against (tests/model/tail_pass_test.cpp).
 //
 // Groups are spread over OpenMP threads with a static schedule. dh is shared by all groups, so
-// each thread scatter-adds into its own copy, and the copies are summed in thread order: the
+// each thread adds rows into its own copy of dh^T, and the copies are summed in thread order: the
 // result depends on the thread count but not on timing.
 #pragma once
 
@@ -56,10 +57,11 @@ class TailPass {
   void collect_positives(const CsrMatrix& targets, int64_t first_label, int64_t real_labels,
                          int64_t g, int64_t G);
 
-  std::vector<int64_t> group_offsets_;         // [G + 1] into positives_
-  std::vector<BlockPositive> positives_;       // sorted by group
-  std::vector<std::vector<float>> thread_dh_;  // one [B, d_tail] per thread
-  std::vector<double> group_loss_;             // [G], summed in group order
+  std::vector<int64_t> group_offsets_;          // [G + 1] into positives_
+  std::vector<BlockPositive> positives_;        // sorted by group
+  std::vector<float> hT_;                       // the step's input, transposed: [d_tail, B]
+  std::vector<std::vector<float>> thread_dhT_;  // one dh^T [d_tail, B] per thread
+  std::vector<double> group_loss_;              // [G], summed in group order
 };
 
 }  // namespace haste::model
