@@ -15,6 +15,7 @@
 #include <cub/device/device_radix_sort.cuh>
 
 #include "cuda/dst_launch.hpp"
+#include "cuda/sigmoid.cuh"
 #include "data/random.hpp"
 
 namespace haste::cuda {
@@ -132,13 +133,6 @@ __global__ void rewire_kernel(DstDeviceArgs a) {
   atomicAdd(a.changed_slots, static_cast<unsigned long long>(count));
 }
 
-// sigmoid and sigmoid(z) - y as the CPU's tail loss computes them (src/cpu/tail_loss_cpu.cpp).
-__device__ inline float sigmoid(float z) {
-  if (z >= 0) return 1.f / (1.f + expf(-z));
-  const float e = expf(z);
-  return e / (1.f + e);
-}
-
 __global__ void tail_sweep_kernel(DstTailGradient a, float inv_batch) {
   for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < a.B * a.labels;
        i += int64_t{gridDim.x} * blockDim.x) {
@@ -156,7 +150,7 @@ __global__ void tail_positives_kernel(DstTailGradient a, float inv_batch) {
     if (l < 0 || l >= a.real) continue;
     const float z = __bfloat162float(a.z[b * a.labels + l]);
     const float y = a.target_values ? a.target_values[p] : 1.f;
-    a.dz[b * a.labels + l] = (y == 1.f ? -sigmoid(-z) : sigmoid(z) - y) * inv_batch;
+    a.dz[b * a.labels + l] = sigmoid_minus(z, y) * inv_batch;
   }
 }
 

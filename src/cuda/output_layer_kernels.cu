@@ -10,14 +10,13 @@
 
 #include "cuda/optimizer_launch.hpp"
 #include "cuda/output_layer_launch.hpp"
+#include "cuda/sigmoid.cuh"
 
 namespace haste::cuda {
 namespace {
 
 constexpr int kThreads = 256;
 constexpr int kWarpSize = 32;
-
-__device__ inline float sigmoid(float x) { return 1.f / (1.f + expf(-x)); }
 
 // Adds the block's sum of `value` to *out (one atomic per block).
 __device__ void block_add(double value, double* out) {
@@ -44,7 +43,7 @@ __global__ void head_positives_kernel(HeadLossArgs a) {
     const float x = __bfloat162float(a.z[b * a.ld + l]) + a.bias[l];
     const float y = a.values ? a.values[p] : 1.f;
     loss -= static_cast<double>(y) * x;
-    a.positive_dz[p] = (sigmoid(x) - y) * a.inv_batch;
+    a.positive_dz[p] = sigmoid_minus(x, y) * a.inv_batch;
   }
   block_add(loss * a.inv_batch, a.loss);
 }
