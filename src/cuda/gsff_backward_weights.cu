@@ -3,7 +3,7 @@
 //
 // dWg is a reduction over the whole batch, so a thread block owns a stage of groups and walks
 // all batch tiles of 64 rows, keeping dWg^T (slots x labels) in registers: no atomics, and dW
-// is written once, in bf16. Each pipeline item (3 deep) is one (stage, batch tile): the
+// is written once, in bf16. Each pipeline item (2 deep) is one (stage, batch tile): the
 // gathered rows Hg^T = hT[idx[G], tile] (k rows of 64 values, coalesced cp.async from hT,
 // which sits in L2) and the dz tile [64, stage labels]. Warps compute dWg^T += Hg^T dZg with
 // mma.m16n8k16 (M = slots, N = labels, K = batch rows). Blocks stride over stages.
@@ -16,7 +16,10 @@ namespace {
 constexpr int kWarps = 8;
 constexpr int kThreads = kWarps * kWarpSize;
 constexpr int kBatchTile = 64;
-constexpr int kStages = 3;
+// Two buffers, not three: shared memory limits the resident blocks (ncu: 37.5% occupancy with
+// three), and a fourth block per SM hides more than a deeper pipeline (shape 1 of
+// bench/NOTES.md: 0.40 -> 0.38 ms; the other shapes unchanged; 32-row batch tiles were slower).
+constexpr int kStages = 2;
 
 // About two groups per stage, from 2048 to 4096 weights: at g = 32, k = 64 two groups (4096)
 // took 0.61 -> 0.51 ms, at g = 32, k = 32 four (4096) were slower than two (2048): 1.46 vs 1.38
