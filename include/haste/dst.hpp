@@ -28,6 +28,7 @@
 #include <haste/optimizer.hpp>
 #include <haste/shard/communicator.hpp>
 #include <nlohmann/json_fwd.hpp>
+#include <optional>
 #include <span>
 #include <string>
 
@@ -114,5 +115,22 @@ DstResult rewire_tail_indices(const GroupSharedShape& shape, std::span<int32_t> 
                               std::span<const double> scores, const TailBatch& batch,
                               DstPrune prune, DstRegrow regrow, double fraction, uint64_t seed,
                               std::span<int32_t> source, const TailPart& part = {});
+
+// The global prune rule's threshold: the (score, global slot id) of the
+// llround(fraction * all slots)-th lowest slot of the whole tail, ties to the lower id; every
+// slot at or below it is pruned. `scores` are `part`'s slots (dst_slot_scores' values); with
+// part.comm every rank must call it, and all get the same key. nullopt: nothing to prune. For a
+// caller that applies the rule itself (the GPU layer's device choice on a label shard).
+struct DstSlotKey {
+  double score = 0;
+  int64_t slot = 0;
+  bool operator<(const DstSlotKey& o) const {
+    return score != o.score ? score < o.score : slot < o.slot;
+  }
+  bool operator<=(const DstSlotKey& o) const { return !(o < *this); }
+};
+std::optional<DstSlotKey> dst_global_prune_threshold(std::span<const double> scores,
+                                                     const GroupSharedShape& shape,
+                                                     const TailPart& part, double fraction);
 
 }  // namespace haste

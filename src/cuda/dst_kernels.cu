@@ -47,6 +47,7 @@ __global__ void rewire_kernel(DstDeviceArgs a) {
   const int64_t local = blockIdx.x * int64_t{blockDim.x} + threadIdx.x;
   if (local >= a.groups) return;
   const int64_t group = a.first_group + local;
+  const int64_t whole_tail_group = a.part_first_group + group;
   const int k = a.k;
   const double* score = a.scores + group * k;
   int32_t* indices = a.indices + group * k;
@@ -55,7 +56,7 @@ __global__ void rewire_kernel(DstDeviceArgs a) {
   int count = 0;
   if (a.global) {
     for (int j = 0; j < k && a.threshold.exists; ++j)
-      count += at_or_below(score[j], group * k + j, a.threshold) ? 1 : 0;
+      count += at_or_below(score[j], whole_tail_group * k + j, a.threshold) ? 1 : 0;
   } else {
     count = static_cast<int>(llround(a.fraction * k));
   }
@@ -98,7 +99,7 @@ __global__ void rewire_kernel(DstDeviceArgs a) {
       candidates[i] = chosen;
     }
   } else {
-    uint64_t state = hash_key(a.seed, static_cast<uint64_t>(group));
+    uint64_t state = hash_key(a.seed, static_cast<uint64_t>(whole_tail_group));
     for (int i = 0; i < count; ++i) {
       const int pick = i + static_cast<int>(draw_below(state, candidate_count - i));
       const int32_t chosen = candidates[pick];

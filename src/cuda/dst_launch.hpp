@@ -43,7 +43,10 @@ cudaError_t dst_global_threshold(const double* scores, int64_t slots, double fra
 // regrowth; else gradient regrowth from norms [groups, d], each group's gradient norm of every
 // feature. The arrays are the whole tail's; changed_slots accumulates.
 struct DstDeviceArgs {
-  int64_t first_group = 0, groups = 0;
+  int64_t first_group = 0, groups = 0;  // into the arrays below
+  // The arrays hold groups from this one of the whole tail on (a label shard's part): slot ids
+  // and random streams are the whole tail's.
+  int64_t part_first_group = 0;
   int k = 0, d = 0;    // k <= kMaxDstFanIn, d <= kMaxDstFeatures
   bool global = true;  // the prune rule: the threshold, else round(fraction * k) per group
   DstThreshold threshold;

@@ -197,11 +197,13 @@ struct OutputLayerGpu::Impl {
     return {shape.tail(), indices.data(), tail_w.data(), tail_b.data()};
   }
 
-  // DST's choice on the device for one GPU's whole tail (src/cuda/dst_kernels.cu): rewires the
-  // indices, writes source [G, k] and returns the changed slots; `scores` are the slot scores.
+  // DST's choice on the device (src/cuda/dst_kernels.cu) for this GPU's tail, the whole one or
+  // `part` of it: rewires the indices, writes source [G, k] and returns the changed slots of
+  // all ranks; `scores` are the slot scores. On several ranks the global rule's threshold comes
+  // from all ranks' scores, gathered on the host (haste::dst_global_prune_threshold).
   int64_t rewire_on_device(DstPrune prune, DstRegrow regrow, double fraction, uint64_t seed,
                            const TailGradientBatch& batch, const double* scores, int32_t* source,
-                           cudaStream_t stream);
+                           const TailPart& part, cudaStream_t stream);
 
   // Gradient regrowth's view of `batch` on the host (include/haste/dst.hpp).
   struct HostTailBatch {
@@ -490,12 +492,14 @@ void OutputLayerGpu::predict_topk(int64_t B, const bf16* hT, TopKGpu& topk,
 int64_t OutputLayerGpu::Impl::rewire_on_device(DstPrune prune, DstRegrow regrow, double fraction,
                                                uint64_t seed, const TailGradientBatch& batch,
                                                const double* scores, int32_t* source,
-                                               cudaStream_t stream) {
+                                               const TailPart& part, cudaStream_t stream) {
   const OutputLayerShape& s = shape;
   const int64_t slots = s.G * s.k, d = s.d_tail();
+  const bool sharded = part.comm != nullptr && part.comm->size() > 1;
   DeviceBuffer<unsigned long long> changed(std::vector<unsigned long long>{0});
   DstDeviceArgs args{.first_group = 0,
                      .groups = s.G,
+                     .part_first_group = part.group_begin,
                      .k = static_cast<int>(s.k),
                      .d = static_cast<int>(d),
                      .global = prune == DstPrune::global,
@@ -507,7 +511,16 @@ int64_t OutputLayerGpu::Impl::rewire_on_device(DstPrune prune, DstRegrow regrow,
                      .indices = indices.data(),
                      .source = source,
                      .changed_slots = changed.data()};
-  if (args.global) {
+  if (args.global && sharded) {
+    std::vector<double> host_scores(slots);
+    if (slots > 0) {
+      HASTE_CUDA_CHECK(cudaStreamSynchronize(stream));
+      copy_to_host<double>(host_scores, scores);
+    }
+    if (const auto key = haste::dst_global_prune_threshold(host_scores, s.tail(), part, fraction)) {
+      args.threshold = {true, key->score, key->slot};
+    }
+  } else if (args.global) {
     DeviceBuffer<double> sorted(slots);
     DeviceBuffer<int64_t> slot_ids(2 * slots);
     DeviceBuffer<uint8_t> temp(dst_sort_temp_bytes(slots));
@@ -516,7 +529,9 @@ int64_t OutputLayerGpu::Impl::rewire_on_device(DstPrune prune, DstRegrow regrow,
     HASTE_CUDA_CHECK(
         dst_global_threshold(scores, slots, fraction, scratch, &args.threshold, stream));
   }
-  if (regrow == DstRegrow::random) {
+  if (s.G == 0) {
+    // A rank without groups only joins the collectives.
+  } else if (regrow == DstRegrow::random) {
     HASTE_CUDA_CHECK(launch_dst_rewire(args, stream));
   } else {
     // Each stretch of groups: its logits on the last batch, dZ, the product dZ^T h of its labels
@@ -569,7 +584,10 @@ int64_t OutputLayerGpu::Impl::rewire_on_device(DstPrune prune, DstRegrow regrow,
   HASTE_CUDA_CHECK(
       cudaMemcpyAsync(&count, changed.data(), sizeof(count), cudaMemcpyDeviceToHost, stream));
   HASTE_CUDA_CHECK(cudaStreamSynchronize(stream));  // before the scratch buffers are freed
-  return static_cast<int64_t>(count);
+  if (!sharded) return static_cast<int64_t>(count);
+  double all[1] = {static_cast<double>(count)};  // exact: integers far below 2^53
+  part.comm->all_reduce(std::span<double>(all));
+  return static_cast<int64_t>(all[0]);
 }
 
 DstResult OutputLayerGpu::rewire_tail(DstPrune prune, DstRegrow regrow, double fraction,
@@ -591,16 +609,15 @@ DstResult OutputLayerGpu::rewire_tail(DstPrune prune, DstRegrow regrow, double f
   }
   DeviceBuffer<int32_t> source(s.G * s.k);
   DstResult result{fraction, 0};
-  if (alone && s.k <= kMaxDstFanIn && s.d_tail() <= kMaxDstFeatures) {
-    // The whole choice on the device (dst_kernels.cu: the host's rules).
+  if (s.k <= kMaxDstFanIn && s.d_tail() <= kMaxDstFeatures) {
+    // The choice on the device (dst_kernels.cu: the host's rules).
     check(fraction >= 0 && fraction <= 1, "dst: fraction {} must be in [0, 1]", fraction);
-    if (fraction == 0 || s.k == s.d_tail()) return result;
+    if (fraction == 0 || s.k == s.d_tail()) return result;  // the same on every rank
     result.changed_slots = m.rewire_on_device(prune, regrow, fraction, seed, batch, scores.data(),
-                                              source.data(), stream);
+                                              source.data(), part, stream);
   } else {
-    // The choice on the host from the scores and indices (haste::rewire_tail_indices): for a
-    // part of the tail on several ranks, whose global rule all-gathers the scores, and for a fan-in
-    // or width past the device choice's arrays.
+    // The choice on the host from the scores and indices (haste::rewire_tail_indices), for a
+    // fan-in or width past the device choice's arrays.
     Impl::HostTailBatch gradient_batch;
     if (regrow == DstRegrow::gradient && groups) gradient_batch = m.host_tail_batch(batch, stream);
     std::vector<double> host_scores(scores.size());

@@ -40,14 +40,7 @@ constexpr EnumNames<DstRegrow, 2> kRegrowRules{
     {{DstRegrow::random, "random"}, {DstRegrow::gradient, "gradient"}}};
 
 // A slot's rank among the slots to prune: by score, ties to the lower (global) slot id.
-struct SlotKey {
-  double score;
-  int64_t slot;
-  bool operator<(const SlotKey& o) const {
-    return score != o.score ? score < o.score : slot < o.slot;
-  }
-  bool operator<=(const SlotKey& o) const { return !(o < *this); }
-};
+using SlotKey = DstSlotKey;
 
 // The scores [G, k] of every group of the whole tail, in global slot order: the part's own on
 // one rank; on several, every rank's part all-gathered (the parts' sizes first, padded to the
@@ -241,6 +234,12 @@ bool DstConfig::due(int64_t step, int64_t total_steps) const {
   return enabled && step > 0 && step % interval == 0 && fraction_at(step, total_steps) > 0;
 }
 
+std::optional<DstSlotKey> dst_global_prune_threshold(std::span<const double> scores,
+                                                     const GroupSharedShape& shape,
+                                                     const TailPart& part, double fraction) {
+  return global_threshold(whole_tail_scores(scores, shape, part), fraction);
+}
+
 DstResult rewire_tail_indices(const GroupSharedShape& s, std::span<int32_t> indices,
                               std::span<const double> scores, const TailBatch& batch,
                               DstPrune prune, DstRegrow regrow, double fraction, uint64_t seed,
@@ -272,7 +271,7 @@ DstResult rewire_tail_indices(const GroupSharedShape& s, std::span<int32_t> indi
 
   std::optional<SlotKey> threshold;
   if (prune == DstPrune::global) {
-    threshold = global_threshold(whole_tail_scores(scores, s, part), fraction);
+    threshold = dst_global_prune_threshold(scores, s, part, fraction);
   }
   int64_t changed = 0;
 #pragma omp parallel reduction(+ : changed)

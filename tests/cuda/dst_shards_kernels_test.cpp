@@ -3,12 +3,11 @@
 // with the global prune rule's scores all-gathered between the ranks (an InProcessGroup here,
 // host memory like the HostStagedCommunicator of the training loops), must rewire the tail as
 // the whole layer's rewire_tail does: indices, weights and the moved AdamW state bit for bit,
-// and the same changed-slot count, for both prune rules. The shards choose on the host from
-// slot scores computed on the device; the whole layer chooses on the device (dst_kernels.cu), so
-// this holds the device choice to the host's. Gradient regrowth recomputes each group's logits
-// with the forward kernel, whose per-group results do not depend on how many groups the layer
-// has; its gradient norms are summed in another order on each side (cuBLAS, the host's BLAS),
-// which could only matter at a near-tie of norms (none in this data). Skipped without a GPU.
+// and the same changed-slot count, for both prune rules and both regrowth rules. Each shard
+// chooses on its device with the global threshold of all shards' scores and the whole tail's
+// slot ids and random streams (DstKernels holds the device choice to the host's). Gradient
+// regrowth recomputes each group's logits with the forward kernel, whose per-group results do
+// not depend on how many groups the layer has. Skipped without a GPU.
 #include <cuda_bf16.h>
 #include <gtest/gtest.h>
 

@@ -158,9 +158,10 @@ class OutputLayerGpu {
   // A label-sharded run's layer (OutputLayerShape::part) passes `part`: its groups' place in
   // the whole tail and the ranks' communicator ON HOST MEMORY (a HostStagedCommunicator over
   // the rank's NCCL one, or a TcpGroup), through which the global prune rule's scores are
-  // all-gathered; such a part (and a fan-in above 128 or a width above 1024) chooses on the
-  // host from its scores. Every rank calls it together, and the union of the ranks' rewirings
-  // is the one-GPU rewiring of the whole tail (changed_slots counts all ranks' slots).
+  // all-gathered on the host for the threshold; each part then chooses on its device (a fan-in
+  // above 128 or a width above 1024 chooses on the host from the scores). Every rank calls it
+  // together, and the union of the ranks' rewirings is the one-GPU rewiring of the whole tail
+  // (changed_slots counts all ranks' slots).
   DstResult rewire_tail(DstPrune prune, DstRegrow regrow, double fraction, uint64_t seed,
                         const TailGradientBatch& batch, cudaStream_t stream,
                         const TailPart& part = {});
