@@ -148,6 +148,22 @@ TEST(Model, DenseOutputIsEveryLabelInTheHead) {
   EXPECT_EQ(a.size().output_layer_parameters(), 40 * 9);
 }
 
+TEST(Model, KeepsTheTailGradientOnlyWhenAsked) {
+  const Dataset data = small_synthetic(60, 50, 40);
+  Model model = Model::build(tiny_config(), data);
+  ASSERT_GT(model.tail_shape().G, 0);
+  const std::vector<int64_t> rows = first_rows(20);
+  const double kept_loss = model.compute_gradients(data, rows);  // kept by default
+  const TailBatch kept = model.last_tail_batch();
+  EXPECT_EQ(kept.dz.size(), static_cast<size_t>(20 * model.tail_shape().labels()));
+  model.keep_tail_dz(false);
+  // The same loss and batch input without the copy; only the gradient is left out.
+  EXPECT_DOUBLE_EQ(model.compute_gradients(data, rows), kept_loss);
+  const TailBatch skipped = model.last_tail_batch();
+  EXPECT_TRUE(skipped.dz.empty());
+  EXPECT_EQ(skipped.h.size(), kept.h.size());
+}
+
 TEST(Model, RebuiltFromTensorsPredictsTheSame) {
   const Dataset data = small_synthetic(60, 50, 40);
   Model model = Model::build(tiny_config(), data);
