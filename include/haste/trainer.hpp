@@ -35,6 +35,9 @@ struct TrainConfig {
   // DESIGN.md 11): the same training as 1 shard, within floating-point summation noise.
   int shards = 1;
   bool eval_each_epoch = true;
+  // haste train writes its checkpoint after every this many epochs, after the last one and when
+  // --stop-after ends the run: a large model on short epochs spends less time writing.
+  int checkpoint_every = 1;
   int top_k = kMaxK;  // predictions kept per row for evaluation
   bool show_progress = true;
 

@@ -15,6 +15,8 @@ void TrainConfig::validate() const {
   check(batch_size >= 1, "train: 'batch_size' = {} must be at least 1", batch_size);
   check(threads >= 0, "train: 'threads' = {} must not be negative (0 = all cores)", threads);
   check(shards >= 1, "train: 'shards' = {} must be at least 1", shards);
+  check(checkpoint_every >= 1, "train: 'checkpoint_every' = {} must be at least 1 (epochs)",
+        checkpoint_every);
   check(top_k >= 1 && top_k <= kMaxK, "train: 'top_k' = {} must be in [1, {}]", top_k, kMaxK);
   optimizer.validate();
   dst.validate();
@@ -31,6 +33,7 @@ void visit_fields(Config& c, Visitor& v) {
   v.field("threads", c.threads);
   v.field("shards", c.shards);
   v.field("eval_each_epoch", c.eval_each_epoch);
+  v.field("checkpoint_every", c.checkpoint_every);
   v.field("top_k", c.top_k);
   v.field("show_progress", c.show_progress);
 }

@@ -186,6 +186,32 @@ TEST_F(TrainCliTest, ResumeEndsWhereAnUninterruptedRunEnds) {
   }
 }
 
+// `checkpoint_every` skips checkpoints between epochs but never the last epoch's: the run's
+// checkpoint holds the finished model, and --resume of a finished run has nothing left to do.
+TEST_F(TrainCliTest, CheckpointEveryKeepsTheLastEpoch) {
+  std::string text = kConfig;
+  text.replace(text.find("threads = 2\n"), 12, "threads = 2\ncheckpoint_every = 5\n");
+  const fs::path sparse_config = *dir_ / "checkpoint-every.toml", out = *dir_ / "every";
+  std::ofstream(sparse_config) << text;
+  auto run = run_cli({"train", train().string(), "--test", test().string(), "--config",
+                      sparse_config.string(), "--out", out.string(), "--quiet", "--no-cache"});
+  ASSERT_EQ(run.exit_code, 0) << run.error_output;
+  Checkpoint checkpoint(out);
+  EXPECT_EQ(checkpoint.train_config().checkpoint_every, 5);
+  const auto resumed = run_cli(
+      {"train", train().string(), "--out", out.string(), "--resume", "--quiet", "--no-cache"});
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.error_output;
+  EXPECT_EQ(read_json(out / "metrics.json")["epochs"].size(), 2u);
+
+  std::ofstream(sparse_config) << text.replace(text.find("checkpoint_every = 5"), 20,
+                                               "checkpoint_every = 0");
+  const auto rejected = run_cli({"train", train().string(), "--config", sparse_config.string(),
+                                 "--out", (*dir_ / "every-0").string(), "--quiet"});
+  EXPECT_NE(rejected.exit_code, 0);
+  EXPECT_NE(rejected.error_output.find("checkpoint_every"), std::string::npos)
+      << rejected.error_output;
+}
+
 // `--shards 3` splits the output layer over three in-process ranks: the same run up to
 // floating-point summation order (DESIGN.md 11).
 TEST_F(TrainCliTest, ShardedRunMatchesUnshardedRun) {

@@ -1,5 +1,6 @@
 // `haste train`: trains a model from a config file and flags, and writes the run's outputs
-// (checkpoint, metrics.json, plot.png) into --out after every epoch.
+// (metrics.json and plot.png after every epoch, the checkpoint after every `checkpoint_every`)
+// into --out.
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <fmt/ranges.h>
@@ -313,12 +314,16 @@ void run_train(const TrainArgs& args) {
     // The log first: a kill between the two leaves a log one epoch ahead of the checkpoint,
     // which --resume trims, rather than a log missing an epoch the checkpoint has.
     if (log) log->add(report, output_layer_bytes);
-    if (group != nullptr) {
+    const bool stop = args.stop_after && report.epoch >= *args.stop_after;
+    // The same on every rank of a multi-process run: the epoch and the settings.
+    const bool save = stop || report.epoch == config.train.epochs ||
+                      report.epoch % config.train.checkpoint_every == 0;
+    if (save && group != nullptr) {
       save_run_checkpoint(args.out, model, *group, &trainer, vocabulary);
-    } else {
+    } else if (save) {
       save_run_checkpoint(args.out, model, config.train.shards, &trainer, vocabulary);
     }
-    if (args.stop_after && report.epoch >= *args.stop_after) throw StopTraining{};
+    if (stop) throw StopTraining{};
   };
   try {
     naming_memory_use("training", [&] {
