@@ -133,4 +133,8 @@ std::optional<DstSlotKey> dst_global_prune_threshold(std::span<const double> sco
                                                      const GroupSharedShape& shape,
                                                      const TailPart& part, double fraction);
 
+// A rank's changed slots summed over part.comm's ranks (every rank must call it when there are
+// several); the count itself on one rank.
+int64_t dst_changed_slots_of_all_ranks(int64_t changed, const TailPart& part);
+
 }  // namespace haste

@@ -584,10 +584,7 @@ int64_t OutputLayerGpu::Impl::rewire_on_device(DstPrune prune, DstRegrow regrow,
   HASTE_CUDA_CHECK(
       cudaMemcpyAsync(&count, changed.data(), sizeof(count), cudaMemcpyDeviceToHost, stream));
   HASTE_CUDA_CHECK(cudaStreamSynchronize(stream));  // before the scratch buffers are freed
-  if (!sharded) return static_cast<int64_t>(count);
-  double all[1] = {static_cast<double>(count)};  // exact: integers far below 2^53
-  part.comm->all_reduce(std::span<double>(all));
-  return static_cast<int64_t>(all[0]);
+  return haste::dst_changed_slots_of_all_ranks(static_cast<int64_t>(count), part);
 }
 
 DstResult OutputLayerGpu::rewire_tail(DstPrune prune, DstRegrow regrow, double fraction,

@@ -240,6 +240,13 @@ std::optional<DstSlotKey> dst_global_prune_threshold(std::span<const double> sco
   return global_threshold(whole_tail_scores(scores, shape, part), fraction);
 }
 
+int64_t dst_changed_slots_of_all_ranks(int64_t changed, const TailPart& part) {
+  if (part.comm == nullptr || part.comm->size() == 1) return changed;
+  double all[1] = {static_cast<double>(changed)};  // exact: integers far below 2^53
+  part.comm->all_reduce(std::span<double>(all));
+  return static_cast<int64_t>(all[0]);
+}
+
 DstResult rewire_tail_indices(const GroupSharedShape& s, std::span<int32_t> indices,
                               std::span<const double> scores, const TailBatch& batch,
                               DstPrune prune, DstRegrow regrow, double fraction, uint64_t seed,
@@ -306,12 +313,7 @@ DstResult rewire_tail_indices(const GroupSharedShape& s, std::span<int32_t> indi
       }
     }
   }
-  if (sharded) {
-    double all[1] = {static_cast<double>(changed)};  // exact: integers far below 2^53
-    part.comm->all_reduce(std::span<double>(all));
-    changed = static_cast<int64_t>(all[0]);
-  }
-  result.changed_slots = changed;
+  result.changed_slots = dst_changed_slots_of_all_ranks(changed, part);
   return result;
 }
 
