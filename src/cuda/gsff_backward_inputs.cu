@@ -28,8 +28,9 @@ template <int kG, int kK, int kWeightsPerStage, int kPipelineDepth>
 struct InputsPlan {
   static constexpr int kDepth = kPipelineDepth;
   using Stage = GroupStage<kG, kK, kWeightsPerStage>;
+  // The stage's buffer (weights, indices), then its dz tile.
   __host__ __device__ static constexpr size_t stage_bytes() {
-    return Stage::kWeightBytes + Stage::kIndexBytes + kBatchTile * Stage::kLabels * 2;
+    return Stage::kBufferBytes + kBatchTile * Stage::kLabels * 2;
   }
   static constexpr size_t shared_bytes(int64_t d) {
     return static_cast<size_t>(d) * kBatchTile * 4 + kDepth * stage_bytes();
@@ -54,17 +55,9 @@ __global__ void __launch_bounds__(kThreads)
   extern __shared__ __align__(128) uint8_t shared[];
   const FeatureAccumulator<kBatchTile> accumulator{reinterpret_cast<float*>(shared)};
   uint8_t* stage_memory = shared + a.d * kBatchTile * 4;
-  auto weights_in = [&](int buffer) {
-    return typename Stage::WeightTile{
-        reinterpret_cast<bf16*>(stage_memory + buffer * Plan::stage_bytes())};
-  };
+  auto buffer_at = [&](int buffer) { return stage_memory + buffer * Plan::stage_bytes(); };
   auto dz_in = [&](int buffer) {
-    return DzTile{
-        reinterpret_cast<bf16*>(stage_memory + buffer * Plan::stage_bytes() + Stage::kWeightBytes)};
-  };
-  auto indices_in = [&](int buffer) {
-    return reinterpret_cast<int32_t*>(stage_memory + buffer * Plan::stage_bytes() +
-                                      Stage::kWeightBytes + kBatchTile * Stage::kLabels * 2);
+    return DzTile{reinterpret_cast<bf16*>(buffer_at(buffer) + Stage::kBufferBytes)};
   };
 
   const BatchTileWork work = batch_tile_work(batch_tiles, stages);
@@ -73,21 +66,22 @@ __global__ void __launch_bounds__(kThreads)
   const int64_t L = a.G * kG;
   accumulator.zero(a.d);
 
+  const typename Stage::template Copies<kThreads> copies(threadIdx.x);
+  const BatchRowPieces<kBatchTile, Stage::kLabelChunks, kThreads> dz_pieces(threadIdx.x, L);
   auto load = [&](int64_t stage, int buffer) {
-    const int groups = Stage::groups_in(stage, a.G);
-    const int64_t first_label = stage * Stage::kLabels;
-    load_rows_async(weights_in(buffer), groups * kG, kK / 8,
-                    [&](int label) { return a.weights + (first_label + label) * kK; });
-    load_rows_async(dz_in(buffer), rows, groups * kG / 8,
-                    [&](int row) { return a.dz + (b0 + row) * L + first_label; });
-    load_words_async(indices_in(buffer), a.indices + stage * Stage::kGroups * kK, groups * kK);
+    copies.issue(buffer_at(buffer), stage, a);
+    const uint32_t tile = shared_address(dz_in(buffer).base);
+    dz_pieces.each(b0 * L + stage * Stage::kLabels, rows, Stage::groups_in(stage, a.G) * kG / 8,
+                   [&](uint32_t tile_offset, int64_t element) {
+                     copy_async_16(tile + tile_offset, a.dz + element);
+                   });
   };
 
   const int warp = threadIdx.x / kWarpSize, lane = threadIdx.x % kWarpSize;
   auto compute = [&](int64_t stage, int buffer) {
-    const auto weights = weights_in(buffer);
+    const auto weights = Stage::weights_in(buffer_at(buffer));
     const auto dz = dz_in(buffer);
-    const int32_t* indices = indices_in(buffer);
+    const int32_t* indices = Stage::indices_in(buffer_at(buffer));
     const int groups = Stage::groups_in(stage, a.G);
     const int n_tile = warp;  // this warp's batch columns
     if (n_tile * 8 >= rows) return;

@@ -66,26 +66,50 @@ __global__ void __launch_bounds__(kThreads)
   };
 
   const int64_t L = a.G * kG;
-  const int64_t my_stages =
-      blockIdx.x < stages ? (stages - blockIdx.x + gridDim.x - 1) / gridDim.x : 0;
+  const int my_stages =
+      blockIdx.x < stages ? static_cast<int>((stages - blockIdx.x + gridDim.x - 1) / gridDim.x) : 0;
   // Item i of this block: stage blockIdx.x + (i / batch_tiles) * gridDim.x, batch tile
-  // i % batch_tiles.
-  auto stage_of = [&](int64_t item) { return blockIdx.x + (item / batch_tiles) * gridDim.x; };
+  // i % batch_tiles (32-bit: a 64-bit division is a long call, and it ran twice per item).
+  auto stage_of = [&](int64_t item) {
+    return blockIdx.x + static_cast<int64_t>(static_cast<int>(item) / batch_tiles) * gridDim.x;
+  };
+  auto b0_of = [&](int64_t item) { return static_cast<int>(item) % batch_tiles * kBatchTile; };
   auto rows_of = [&](int64_t item) {
-    const int64_t b0 = (item % batch_tiles) * kBatchTile;
+    const int64_t b0 = b0_of(item);
     return a.B - b0 < kBatchTile ? static_cast<int>(a.B - b0) : kBatchTile;
   };
 
+  // This thread's pieces of the gathered tile (slot, 16-byte batch chunk), worked out once.
+  constexpr int kGatheredChunks = kBatchTile / 8;
+  constexpr int kGatheredPieces = ceil_div(Stage::kGroups * kK * kGatheredChunks, kThreads);
+  int gathered_slot[kGatheredPieces], gathered_chunk[kGatheredPieces];
+  uint32_t gathered_offset[kGatheredPieces];
+#pragma unroll
+  for (int p = 0; p < kGatheredPieces; ++p) {
+    const int piece = threadIdx.x + p * kThreads;
+    gathered_slot[p] = piece / kGatheredChunks;
+    gathered_chunk[p] = piece % kGatheredChunks;
+    gathered_offset[p] = GatheredTile::chunk_offset(gathered_slot[p], gathered_chunk[p]);
+  }
+  const BatchRowPieces<kBatchTile, Stage::kLabelChunks, kThreads> dz_pieces(threadIdx.x, L);
+
   auto load = [&](int64_t item, int buffer) {
     const int64_t stage = stage_of(item);
-    const int64_t b0 = (item % batch_tiles) * kBatchTile;
-    const int rows = rows_of(item);
+    const int b0 = b0_of(item), rows = rows_of(item);
     const int groups = Stage::groups_in(stage, a.G);
     const int32_t* indices = a.indices + stage * Stage::kGroups * kK;
-    load_rows_async(gathered_in(buffer), groups * kK, rows / 8,
-                    [&](int slot) { return a.hT + __ldg(indices + slot) * a.B + b0; });
-    load_rows_async(dz_in(buffer), rows, groups * kG / 8,
-                    [&](int row) { return a.dz + (b0 + row) * L + stage * Stage::kLabels; });
+    const uint32_t gathered = shared_address(gathered_in(buffer).base);
+#pragma unroll
+    for (int p = 0; p < kGatheredPieces; ++p) {
+      if (gathered_slot[p] < groups * kK && gathered_chunk[p] < rows / 8)
+        copy_async_16(gathered + gathered_offset[p],
+                      a.hT + __ldg(indices + gathered_slot[p]) * a.B + b0 + gathered_chunk[p] * 8);
+    }
+    const uint32_t dz = shared_address(dz_in(buffer).base);
+    dz_pieces.each(b0 * L + stage * Stage::kLabels, rows, groups * kG / 8,
+                   [&](uint32_t tile_offset, int64_t element) {
+                     copy_async_16(dz + tile_offset, a.dz + element);
+                   });
   };
 
   const int warp = threadIdx.x / kWarpSize, lane = threadIdx.x % kWarpSize;
@@ -132,7 +156,7 @@ __global__ void __launch_bounds__(kThreads)
       bias_sum += (sums[0] + sums[1]) + (sums[2] + sums[3]);
     }
 
-    if (item % batch_tiles != batch_tiles - 1) return;
+    if (static_cast<int>(item) % batch_tiles != batch_tiles - 1) return;
     // Last batch tile of the stage: write dWg (label-major) and dbias, reset the sums.
     const int64_t first_label = stage * Stage::kLabels;
 #pragma unroll
@@ -153,7 +177,7 @@ __global__ void __launch_bounds__(kThreads)
     if (threadIdx.x < groups * kG) a.dbias[first_label + threadIdx.x] = bias_sum;
     bias_sum = 0.f;
   };
-  run_pipeline<kStages>(0, my_stages * batch_tiles, load, compute);
+  run_pipeline<kStages>(0, static_cast<int64_t>(my_stages) * batch_tiles, load, compute);
 }
 
 }  // namespace

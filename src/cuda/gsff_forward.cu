@@ -78,18 +78,18 @@ __global__ void __launch_bounds__(kThreads)
   load_rows_async(h_tile, static_cast<int>(a.d), rows / 8,
                   [&](int feature) { return a.hT + feature * a.B + b0; });
 
-  auto load = [&](int64_t stage, int buffer) { Stage::load(buffer_at(buffer), stage, a); };
+  const typename Stage::template Copies<kThreads> copies(threadIdx.x);
+  auto load = [&](int64_t stage, int buffer) { copies.issue(buffer_at(buffer), stage, a); };
 
   // Block-wide, after a barrier: writes stage `stage`'s z tile to z, 16 bytes per thread.
+  const BatchRowPieces<kBatchTile, Stage::kLabelChunks, kThreads> z_pieces(threadIdx.x, L);
   auto store_z = [&](int64_t stage) {
-    const ZTile tile = z_tile_at(stage);
-    const int chunks = Stage::groups_in(stage, a.G) * kG / 8;
-    bf16* first = a.z + b0 * L + stage * Stage::kLabels;
-    for (int i = threadIdx.x; i < rows * chunks; i += kThreads) {
-      const int row = i / chunks, chunk = i % chunks;
-      *reinterpret_cast<uint4*>(first + row * L + chunk * 8) =
-          *reinterpret_cast<const uint4*>(tile.chunk_pointer(row, chunk));
-    }
+    const uint8_t* tile = reinterpret_cast<const uint8_t*>(z_tile_at(stage).base);
+    z_pieces.each(b0 * L + stage * Stage::kLabels, rows, Stage::groups_in(stage, a.G) * kG / 8,
+                  [&](uint32_t tile_offset, int64_t element) {
+                    *reinterpret_cast<uint4*>(a.z + element) =
+                        *reinterpret_cast<const uint4*>(tile + tile_offset);
+                  });
   };
 
   const int warp = threadIdx.x / kWarpSize, lane = threadIdx.x % kWarpSize;

@@ -301,9 +301,9 @@ __global__ void __launch_bounds__(kThreads, 1)
     TargetCursor cursor = team_warp == 0 && lane < real_rows
                               ? TargetCursor(f.targets, b0 + lane, stage_begin * kLabels)
                               : TargetCursor{};
+    const typename Stage::template Copies<kTeamThreads> copies(threadIdx.x);
     auto load = [&](int64_t step) {
-      if (step < steps)
-        Stage::load(buffer_at(step), stage_begin + step, a, threadIdx.x, kTeamThreads);
+      if (step < steps) copies.issue(buffer_at(step), stage_begin + step, a);
       commit_async_copies();
     };
     // This team's part in the gradient team's two cluster barriers of a stage: it arrives at

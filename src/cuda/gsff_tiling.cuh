@@ -43,20 +43,86 @@ struct GroupStage {
     static_assert(kWithBias, "the stage carries no biases");
     return reinterpret_cast<float*>(buffer + kWeightBytes + kIndexBytes);
   }
-  // Issues the asynchronous copies of stage `stage` into `buffer` on threads `thread` of
-  // `threads` (by default the whole block).
-  __device__ static void load(uint8_t* buffer, int64_t stage, const GroupSharedArgs& a,
-                              int thread = threadIdx.x, int threads = blockDim.x) {
-    const int groups = groups_in(stage, a.G);
-    const bf16* first_weight = a.weights + stage * kLabels * kK;
-    load_rows_async(
-        weights_in(buffer), groups * kG, kK / 8,
-        [&](int label) { return first_weight + label * kK; }, thread, threads);
-    load_words_async(indices_in(buffer), a.indices + stage * kGroups * kK, groups * kK, thread,
-                     threads);
-    if constexpr (kWithBias)
-      load_words_async(bias_in(buffer), a.bias + stage * kLabels, groups * kG, thread, threads);
+  // The asynchronous copies of a stage into a buffer, shared by kThreads threads. A thread
+  // copies the same 16-byte pieces of every stage (only the stage's place in global memory
+  // moves), so the pieces' shared-memory offsets are worked out once: per-stage copy loops
+  // and their index arithmetic were a quarter of the forward's instructions (bench/NOTES.md).
+  template <int kThreads>
+  class Copies {
+   public:
+    __device__ explicit Copies(int thread) : thread_(thread) {
+#pragma unroll
+      for (int p = 0; p < kWeightPieces; ++p) {
+        const int chunk = thread + p * kThreads;
+        weight_offset_[p] = WeightTile::chunk_offset(chunk / (kK / 8), chunk % (kK / 8));
+      }
+    }
+    // Issues stage `stage`'s copies into `buffer` (the caller commits them).
+    __device__ void issue(uint8_t* buffer, int64_t stage, const GroupSharedArgs& a) const {
+      const int groups = groups_in(stage, a.G);
+      const uint32_t base = shared_address(buffer);
+      const bf16* weights = a.weights + stage * kLabels * kK;
+#pragma unroll
+      for (int p = 0; p < kWeightPieces; ++p) {
+        const int chunk = thread_ + p * kThreads;
+        if (chunk < groups * kG * kK / 8)
+          copy_async_16(base + weight_offset_[p], weights + chunk * 8);
+      }
+      copy_words<kGroups * kK>(base + kWeightBytes, a.indices + stage * kGroups * kK, groups * kK);
+      if constexpr (kWithBias)
+        copy_words<kLabels>(base + kWeightBytes + kIndexBytes, a.bias + stage * kLabels,
+                            groups * kG);
+    }
+
+   private:
+    static constexpr int kWeightPieces = ceil_div(kWeightBytes / 16, kThreads);
+    // `count` (at most kMaxWords, a multiple of 4) 4-byte words to `shared`.
+    template <int kMaxWords, typename Word>
+    __device__ void copy_words(uint32_t shared, const Word* global, int count) const {
+#pragma unroll
+      for (int p = 0; p < ceil_div(kMaxWords, 4 * kThreads); ++p) {
+        const int word = (thread_ + p * kThreads) * 4;
+        if (word < count) copy_async_16(shared + word * 4, global + word);
+      }
+    }
+    int thread_;
+    uint32_t weight_offset_[kWeightPieces];
+  };
+};
+
+// The 16-byte pieces that thread `thread` of kThreads moves between a shared [kRows][kChunks
+// x 8] tile of z or dz (SwizzledTile<kChunks>) and kRows rows of a [B, L] matrix, at the
+// columns of one stage. A thread moves the same pieces of every stage, so their addresses are
+// worked out once: per stage, a division by the stage's width and 64-bit row products were a
+// large share of the forward's instructions (bench/NOTES.md).
+template <int kRows, int kChunks, int kThreads>
+class BatchRowPieces {
+ public:
+  __device__ BatchRowPieces(int thread, int64_t L) {
+#pragma unroll
+    for (int p = 0; p < kPieces; ++p) {
+      const int piece = thread + p * kThreads;
+      row_[p] = piece / kChunks;
+      chunk_[p] = piece % kChunks;
+      tile_offset_[p] = SwizzledTile<kChunks>::chunk_offset(row_[p], chunk_[p]);
+      matrix_offset_[p] = row_[p] * L + chunk_[p] * 8;
+    }
   }
+  // Calls move(tile byte offset, matrix element offset) for this thread's pieces of the
+  // stage whose first element (tile row 0, first label) is `first`, and whose first `rows`
+  // rows and `chunks` label chunks exist.
+  template <typename Move>
+  __device__ void each(int64_t first, int rows, int chunks, Move&& move) const {
+#pragma unroll
+    for (int p = 0; p < kPieces; ++p)
+      if (row_[p] < rows && chunk_[p] < chunks) move(tile_offset_[p], first + matrix_offset_[p]);
+  }
+
+ private:
+  static constexpr int kPieces = ceil_div(kRows * kChunks, kThreads);
+  int row_[kPieces], chunk_[kPieces];
+  uint32_t tile_offset_[kPieces];
+  int64_t matrix_offset_[kPieces];
 };
 
 // Thread blocks of the forward and backward-to-inputs kernels each own one batch tile and a

@@ -249,7 +249,8 @@ __global__ void __launch_bounds__(kThreads)
   // __syncthreads_or tells every thread whether some list needs it, and a second barrier
   // publishes the new thresholds before the next stage's logits.
   const int64_t begin = work.stage_begin, end = work.stage_end;
-  auto load = [&](int64_t stage, int buffer) { Stage::load(buffer_at(buffer), stage, a.layer); };
+  const typename Stage::template Copies<kThreads> copies(threadIdx.x);
+  auto load = [&](int64_t stage, int buffer) { copies.issue(buffer_at(buffer), stage, a.layer); };
   for (int i = 0; i < kStages - 1; ++i) {
     if (begin + i < end) load(begin + i, i);
     commit_async_copies();

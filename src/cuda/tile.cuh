@@ -95,8 +95,12 @@ struct SwizzledTile {
     else
       return chunk ^ ((row / kRowsPer128Bytes) & (kChunks - 1));
   }
+  // Bytes from the tile's start to (row, chunk).
+  __device__ static uint32_t chunk_offset(int row, int chunk) {
+    return static_cast<uint32_t>(row * kRowBytes + swizzled_chunk(row, chunk) * 16);
+  }
   __device__ bf16* chunk_pointer(int row, int chunk) const {
-    return base + row * (kChunks * 8) + swizzled_chunk(row, chunk) * 8;
+    return base + chunk_offset(row, chunk) / 2;
   }
   __device__ uint32_t chunk_address(int row, int chunk) const {
     return shared_address(chunk_pointer(row, chunk));
@@ -112,26 +116,15 @@ struct SwizzledTile {
 };
 
 // Copies `rows` rows of `chunks` 16-byte chunks (chunks <= kChunks) into `tile`, row r coming
-// from source_row(r); threads `thread` of `threads` (by default all of the block) take part,
-// one chunk per thread at a time.
+// from source_row(r); the whole block takes part, one chunk per thread at a time. For a tile
+// copied once (a kernel's slice of h); per-stage copies work their addresses out once
+// (gsff_tiling.cuh).
 template <int kChunks, typename SourceRow>
 __device__ void load_rows_async(const SwizzledTile<kChunks>& tile, int rows, int chunks,
-                                SourceRow&& source_row, int thread = threadIdx.x,
-                                int threads = blockDim.x) {
-  for (int i = thread; i < rows * chunks; i += threads) {
+                                SourceRow&& source_row) {
+  for (int i = threadIdx.x; i < rows * chunks; i += blockDim.x) {
     const int row = i / chunks, chunk = i % chunks;
     copy_async_16(tile.chunk_address(row, chunk), source_row(row) + chunk * 8);
-  }
-}
-
-// Copies `count` 4-byte values (int32 indices, fp32 biases; a multiple of 4) from global to
-// shared memory, on threads `thread` of `threads`.
-template <typename Word>
-__device__ inline void load_words_async(Word* shared, const Word* global, int count,
-                                        int thread = threadIdx.x, int threads = blockDim.x) {
-  static_assert(sizeof(Word) == 4, "16-byte copies of 4 values");
-  for (int i = thread * 4; i < count; i += threads * 4) {
-    copy_async_16(shared_address(shared + i), global + i);
   }
 }
 
@@ -203,6 +196,8 @@ cudaError_t resident_blocks(Kernel kernel, int threads, size_t shared_bytes, int
   return blocks > 0 ? cudaSuccess : cudaErrorInvalidConfiguration;
 }
 
-constexpr int ceil_div(int64_t a, int64_t b) { return static_cast<int>((a + b - 1) / b); }
+__host__ __device__ constexpr int ceil_div(int64_t a, int64_t b) {
+  return static_cast<int>((a + b - 1) / b);
+}
 
 }  // namespace haste::cuda
