@@ -68,17 +68,18 @@ __global__ void __launch_bounds__(kThreads)
 
   const typename Stage::template Copies<kThreads> copies(threadIdx.x);
   const BatchRowPieces<kBatchTile, Stage::kLabelChunks, kThreads> dz_pieces(threadIdx.x, L);
-  auto load = [&](int64_t stage, int buffer) {
+  auto load = [&](int stage, int buffer) {
     copies.issue(buffer_at(buffer), stage, a);
     const uint32_t tile = shared_address(dz_in(buffer).base);
-    dz_pieces.each(b0 * L + stage * Stage::kLabels, rows, Stage::groups_in(stage, a.G) * kG / 8,
+    dz_pieces.each(b0 * L + static_cast<int64_t>(stage) * Stage::kLabels, rows,
+                   Stage::groups_in(stage, a.G) * kG / 8,
                    [&](uint32_t tile_offset, int64_t element) {
                      copy_async_16(tile + tile_offset, a.dz + element);
                    });
   };
 
   const int warp = threadIdx.x / kWarpSize, lane = threadIdx.x % kWarpSize;
-  auto compute = [&](int64_t stage, int buffer) {
+  auto compute = [&](int stage, int buffer) {
     const auto weights = Stage::weights_in(buffer_at(buffer));
     const auto dz = dz_in(buffer);
     const int32_t* indices = Stage::indices_in(buffer_at(buffer));

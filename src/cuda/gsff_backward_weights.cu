@@ -70,12 +70,12 @@ __global__ void __launch_bounds__(kThreads)
       blockIdx.x < stages ? static_cast<int>((stages - blockIdx.x + gridDim.x - 1) / gridDim.x) : 0;
   // Item i of this block: stage blockIdx.x + (i / batch_tiles) * gridDim.x, batch tile
   // i % batch_tiles (32-bit: a 64-bit division is a long call, and it ran twice per item).
-  auto stage_of = [&](int64_t item) {
-    return blockIdx.x + static_cast<int64_t>(static_cast<int>(item) / batch_tiles) * gridDim.x;
+  auto stage_of = [&](int item) {
+    return static_cast<int>(blockIdx.x + item / batch_tiles * gridDim.x);
   };
-  auto b0_of = [&](int64_t item) { return static_cast<int>(item) % batch_tiles * kBatchTile; };
-  auto rows_of = [&](int64_t item) {
-    const int64_t b0 = b0_of(item);
+  auto b0_of = [&](int item) { return item % batch_tiles * kBatchTile; };
+  auto rows_of = [&](int item) {
+    const int b0 = b0_of(item);
     return a.B - b0 < kBatchTile ? static_cast<int>(a.B - b0) : kBatchTile;
   };
 
@@ -93,11 +93,11 @@ __global__ void __launch_bounds__(kThreads)
   }
   const BatchRowPieces<kBatchTile, Stage::kLabelChunks, kThreads> dz_pieces(threadIdx.x, L);
 
-  auto load = [&](int64_t item, int buffer) {
-    const int64_t stage = stage_of(item);
+  auto load = [&](int item, int buffer) {
+    const int stage = stage_of(item);
     const int b0 = b0_of(item), rows = rows_of(item);
     const int groups = Stage::groups_in(stage, a.G);
-    const int32_t* indices = a.indices + stage * Stage::kGroups * kK;
+    const int32_t* indices = a.indices + static_cast<int64_t>(stage) * Stage::kGroups * kK;
     const uint32_t gathered = shared_address(gathered_in(buffer).base);
 #pragma unroll
     for (int p = 0; p < kGatheredPieces; ++p) {
@@ -106,7 +106,7 @@ __global__ void __launch_bounds__(kThreads)
                       a.hT + __ldg(indices + gathered_slot[p]) * a.B + b0 + gathered_chunk[p] * 8);
     }
     const uint32_t dz = shared_address(dz_in(buffer).base);
-    dz_pieces.each(b0 * L + stage * Stage::kLabels, rows, groups * kG / 8,
+    dz_pieces.each(b0 * L + static_cast<int64_t>(stage) * Stage::kLabels, rows, groups * kG / 8,
                    [&](uint32_t tile_offset, int64_t element) {
                      copy_async_16(dz + tile_offset, a.dz + element);
                    });
@@ -117,10 +117,10 @@ __global__ void __launch_bounds__(kThreads)
   FragC acc[kTilesPerWarp];
   float bias_sum = 0.f;  // thread t < kLabels sums dz column t of the stage
 
-  auto compute = [&](int64_t item, int buffer) {
+  auto compute = [&](int item, int buffer) {
     const auto gathered = gathered_in(buffer);
     const auto dz = dz_in(buffer);
-    const int64_t stage = stage_of(item);
+    const int stage = stage_of(item);
     const int rows = rows_of(item);
     const int groups = Stage::groups_in(stage, a.G);
 #pragma unroll
@@ -156,9 +156,9 @@ __global__ void __launch_bounds__(kThreads)
       bias_sum += (sums[0] + sums[1]) + (sums[2] + sums[3]);
     }
 
-    if (static_cast<int>(item) % batch_tiles != batch_tiles - 1) return;
+    if (item % batch_tiles != batch_tiles - 1) return;
     // Last batch tile of the stage: write dWg (label-major) and dbias, reset the sums.
-    const int64_t first_label = stage * Stage::kLabels;
+    const int64_t first_label = static_cast<int64_t>(stage) * Stage::kLabels;
 #pragma unroll
     for (int t = 0; t < kTilesPerWarp; ++t) {
       const int tile = warp * kTilesPerWarp + t;
@@ -177,7 +177,7 @@ __global__ void __launch_bounds__(kThreads)
     if (threadIdx.x < groups * kG) a.dbias[first_label + threadIdx.x] = bias_sum;
     bias_sum = 0.f;
   };
-  run_pipeline<kStages>(0, static_cast<int64_t>(my_stages) * batch_tiles, load, compute);
+  run_pipeline<kStages>(0, my_stages * batch_tiles, load, compute);
 }
 
 }  // namespace

@@ -64,7 +64,7 @@ __global__ void __launch_bounds__(kThreads)
   uint8_t* stage_memory = shared + a.d * kBatchTile * 2;
   auto buffer_at = [&](int buffer) { return stage_memory + buffer * Stage::kBufferBytes; };
   using ZTile = SwizzledTile<Stage::kLabelChunks>;  // [kBatchTile rows][stage labels]
-  auto z_tile_at = [&](int64_t stage) {
+  auto z_tile_at = [&](int stage) {
     return ZTile{reinterpret_cast<bf16*>(stage_memory + kStages * Stage::kBufferBytes +
                                          stage % 2 * kBatchTile * Stage::kLabels * 2)};
   };
@@ -79,13 +79,14 @@ __global__ void __launch_bounds__(kThreads)
                   [&](int feature) { return a.hT + feature * a.B + b0; });
 
   const typename Stage::template Copies<kThreads> copies(threadIdx.x);
-  auto load = [&](int64_t stage, int buffer) { copies.issue(buffer_at(buffer), stage, a); };
+  auto load = [&](int stage, int buffer) { copies.issue(buffer_at(buffer), stage, a); };
 
   // Block-wide, after a barrier: writes stage `stage`'s z tile to z, 16 bytes per thread.
   const BatchRowPieces<kBatchTile, Stage::kLabelChunks, kThreads> z_pieces(threadIdx.x, L);
-  auto store_z = [&](int64_t stage) {
+  auto store_z = [&](int stage) {
     const uint8_t* tile = reinterpret_cast<const uint8_t*>(z_tile_at(stage).base);
-    z_pieces.each(b0 * L + stage * Stage::kLabels, rows, Stage::groups_in(stage, a.G) * kG / 8,
+    z_pieces.each(b0 * L + static_cast<int64_t>(stage) * Stage::kLabels, rows,
+                  Stage::groups_in(stage, a.G) * kG / 8,
                   [&](uint32_t tile_offset, int64_t element) {
                     *reinterpret_cast<uint4*>(a.z + element) =
                         *reinterpret_cast<const uint4*>(tile + tile_offset);
@@ -93,7 +94,7 @@ __global__ void __launch_bounds__(kThreads)
   };
 
   const int warp = threadIdx.x / kWarpSize, lane = threadIdx.x % kWarpSize;
-  auto compute = [&](int64_t stage, int buffer) {
+  auto compute = [&](int stage, int buffer) {
     // The pipeline's barrier ended the previous stage's tile writes (and the stores of the
     // stage before it, which used this stage's tile buffer).
     if (stage > work.stage_begin) store_z(stage - 1);

@@ -262,10 +262,8 @@ __global__ void __launch_bounds__(kThreads, 1)
   const int ranks = static_cast<int>(cluster.num_blocks());
 
   extern __shared__ __align__(128) uint8_t shared[];
-  auto buffer_at = [&](int64_t step) {
-    return shared + step % Layout::kDepth * Stage::kBufferBytes;
-  };
-  auto dz_tile_at = [&](int64_t step) {
+  auto buffer_at = [&](int step) { return shared + step % Layout::kDepth * Stage::kBufferBytes; };
+  auto dz_tile_at = [&](int step) {
     return LabelTile{
         reinterpret_cast<bf16*>(shared + Layout::kDz + step % 2 * Layout::kDzTileBytes)};
   };
@@ -280,8 +278,8 @@ __global__ void __launch_bounds__(kThreads, 1)
                                          : f.real_rows - b0 < rows ? f.real_rows - b0
                                                                    : rows);
   const int clusters = gridDim.x / ranks, cluster_index = blockIdx.x / ranks;
-  const int64_t stage_begin = stages * cluster_index / clusters;
-  const int64_t steps = stages * (cluster_index + 1) / clusters - stage_begin;
+  const int stage_begin = static_cast<int>(stages * cluster_index / clusters);
+  const int steps = static_cast<int>(stages * (cluster_index + 1) / clusters) - stage_begin;
 
   const int warp = threadIdx.x / kWarpSize, lane = threadIdx.x % kWarpSize;
   const int team_warp = warp % kTeamWarps;
@@ -302,7 +300,7 @@ __global__ void __launch_bounds__(kThreads, 1)
                               ? TargetCursor(f.targets, b0 + lane, stage_begin * kLabels)
                               : TargetCursor{};
     const typename Stage::template Copies<kTeamThreads> copies(threadIdx.x);
-    auto load = [&](int64_t step) {
+    auto load = [&](int step) {
       if (step < steps) copies.issue(buffer_at(step), stage_begin + step, a);
       commit_async_copies();
     };
@@ -318,8 +316,8 @@ __global__ void __launch_bounds__(kThreads, 1)
       cluster_arrive_relaxed();
     };
     load(0);
-    for (int64_t step = 0; step < steps; ++step) {
-      const int64_t stage = stage_begin + step;
+    for (int step = 0; step < steps; ++step) {
+      const int stage = stage_begin + step;
       // Stage step + 1 goes to the buffer of step - 2, which the gradient team finished before
       // the hand-over at the end of the previous step.
       load(step + 1);
@@ -461,8 +459,8 @@ __global__ void __launch_bounds__(kThreads, 1)
       rank_partials[r] = r < ranks
                              ? cluster.map_shared_rank(partials.base, static_cast<unsigned>(r))
                              : partials.base;
-    for (int64_t step = 0; step < steps; ++step) {
-      const int64_t stage = stage_begin + step;
+    for (int step = 0; step < steps; ++step) {
+      const int stage = stage_begin + step;
       const LabelTile dz_tile = dz_tile_at(step);
       const int32_t* indices = Stage::indices_in(buffer_at(step));
       const int groups = Stage::groups_in(stage, a.G);

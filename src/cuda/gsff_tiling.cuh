@@ -24,9 +24,11 @@ struct GroupStage {
   using WeightTile = SwizzledTile<kK / 8>;  // [kLabels][kK]: one label per row
 
   // Groups of stage `stage` that exist (the last stage may be short).
-  __device__ static int groups_in(int64_t stage, int64_t G) {
-    const int64_t left = G - stage * kGroups;
-    return left < kGroups ? static_cast<int>(left) : kGroups;
+  // (32-bit: stage indices and group counts fit, and 64-bit arithmetic on them was a visible
+  // share of the per-stage instructions.)
+  __device__ static int groups_in(int stage, int64_t G) {
+    const int left = static_cast<int>(G) - stage * kGroups;
+    return left < kGroups ? left : kGroups;
   }
   static int64_t count(int64_t G) { return (G + kGroups - 1) / kGroups; }
 
@@ -58,20 +60,21 @@ struct GroupStage {
       }
     }
     // Issues stage `stage`'s copies into `buffer` (the caller commits them).
-    __device__ void issue(uint8_t* buffer, int64_t stage, const GroupSharedArgs& a) const {
+    __device__ void issue(uint8_t* buffer, int stage, const GroupSharedArgs& a) const {
       const int groups = groups_in(stage, a.G);
       const uint32_t base = shared_address(buffer);
-      const bf16* weights = a.weights + stage * kLabels * kK;
+      const bf16* weights = a.weights + static_cast<int64_t>(stage) * kLabels * kK;
 #pragma unroll
       for (int p = 0; p < kWeightPieces; ++p) {
         const int chunk = thread_ + p * kThreads;
         if (chunk < groups * kG * kK / 8)
           copy_async_16(base + weight_offset_[p], weights + chunk * 8);
       }
-      copy_words<kGroups * kK>(base + kWeightBytes, a.indices + stage * kGroups * kK, groups * kK);
+      copy_words<kGroups * kK>(base + kWeightBytes,
+                               a.indices + static_cast<int64_t>(stage) * kGroups * kK, groups * kK);
       if constexpr (kWithBias)
-        copy_words<kLabels>(base + kWeightBytes + kIndexBytes, a.bias + stage * kLabels,
-                            groups * kG);
+        copy_words<kLabels>(base + kWeightBytes + kIndexBytes,
+                            a.bias + static_cast<int64_t>(stage) * kLabels, groups * kG);
     }
 
    private:
@@ -130,14 +133,14 @@ class BatchRowPieces {
 // they stream the same weights at about the same time and all but the first read hit L2.
 struct BatchTileWork {
   int batch_tile;
-  int64_t stage_begin, stage_end;
+  int stage_begin, stage_end;
 };
 
 __device__ inline BatchTileWork batch_tile_work(int batch_tiles, int64_t stages) {
   const int ranges = gridDim.x / batch_tiles;
   const int range = blockIdx.x / batch_tiles;
-  return {static_cast<int>(blockIdx.x % batch_tiles), stages * range / ranges,
-          stages * (range + 1) / ranges};
+  return {static_cast<int>(blockIdx.x % batch_tiles), static_cast<int>(stages * range / ranges),
+          static_cast<int>(stages * (range + 1) / ranges)};
 }
 
 // Grid size for batch_tile_work: as many ranges as fill the resident blocks, at most one per
@@ -170,14 +173,14 @@ cudaError_t launch_batch_tiled(Kernel kernel, const GroupSharedArgs& args, int t
 // One barrier per item: it both publishes the item's data and frees the buffer the next load
 // overwrites (the one computed in the previous iteration).
 template <int kStages, typename Load, typename Compute>
-__device__ void run_pipeline(int64_t begin, int64_t end, Load&& load, Compute&& compute) {
+__device__ void run_pipeline(int begin, int end, Load&& load, Compute&& compute) {
   static_assert(kStages >= 2, "a pipeline needs at least two buffers");
   for (int i = 0; i < kStages - 1; ++i) {
     if (begin + i < end) load(begin + i, i);
     commit_async_copies();
   }
-  for (int64_t item = begin; item < end; ++item) {
-    const int step = static_cast<int>(item - begin);
+  for (int item = begin; item < end; ++item) {
+    const int step = item - begin;
     wait_async_copies<kStages - 2>();
     __syncthreads();
     if (item + kStages - 1 < end) load(item + kStages - 1, (step + kStages - 1) % kStages);

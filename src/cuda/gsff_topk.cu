@@ -199,7 +199,7 @@ __global__ void __launch_bounds__(kThreads)
   };
   // Logits of a stage against the thresholds; returns whether this thread filled a list past
   // `limit`.
-  auto compute = [&](int64_t stage, int buffer) {
+  auto compute = [&](int stage, int buffer) {
     const auto weights = Stage::weights_in(buffer_at(buffer));
     const int32_t* indices = Stage::indices_in(buffer_at(buffer));
     const float* stage_bias = Stage::bias_in(buffer_at(buffer));
@@ -216,7 +216,7 @@ __global__ void __launch_bounds__(kThreads)
 #pragma unroll
       for (int n = 0; n < Item::kNTilesPerItem; ++n) {
         const int label = item.group * kG + (item.first_n_tile + n) * 8 + 2 * (lane % 4);
-        const int64_t slot = stage * Stage::kLabels + label;
+        const int64_t slot = static_cast<int64_t>(stage) * Stage::kLabels + label;
         const float2 bias = *reinterpret_cast<const float2*>(stage_bias + label);
         float score[4];
         bool maybe = false;
@@ -248,16 +248,16 @@ __global__ void __launch_bounds__(kThreads)
   // The pipeline of run_pipeline (gsff_tiling.cuh), with the selection at the stage barrier:
   // __syncthreads_or tells every thread whether some list needs it, and a second barrier
   // publishes the new thresholds before the next stage's logits.
-  const int64_t begin = work.stage_begin, end = work.stage_end;
+  const int begin = work.stage_begin, end = work.stage_end;
   const typename Stage::template Copies<kThreads> copies(threadIdx.x);
-  auto load = [&](int64_t stage, int buffer) { copies.issue(buffer_at(buffer), stage, a.layer); };
+  auto load = [&](int stage, int buffer) { copies.issue(buffer_at(buffer), stage, a.layer); };
   for (int i = 0; i < kStages - 1; ++i) {
     if (begin + i < end) load(begin + i, i);
     commit_async_copies();
   }
   bool full = false;
-  for (int64_t stage = begin; stage < end; ++stage) {
-    const int step = static_cast<int>(stage - begin);
+  for (int stage = begin; stage < end; ++stage) {
+    const int step = stage - begin;
     wait_async_copies<kStages - 2>();
     if (__syncthreads_or(full)) {
       select_full_rows();
