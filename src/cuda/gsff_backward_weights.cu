@@ -115,7 +115,14 @@ __global__ void __launch_bounds__(kThreads)
   const int warp = threadIdx.x / kWarpSize, lane = threadIdx.x % kWarpSize;
   const int matrix = lane / 8, row = lane % 8;
   FragC acc[kTilesPerWarp];
-  float bias_sum = 0.f;  // thread t < kLabels sums dz column t of the stage
+  // dbias: every warp sums kPairs label pairs of the stage's dz columns, its lanes splitting the
+  // rows (two warps summing whole columns took 4x the others' instructions per item: the
+  // block waited for them at every barrier).
+  constexpr int kPairs = Stage::kLabels / 2 / kWarps;  // label pairs of one warp
+  static_assert(kPairs >= 1 && kWarpSize % kPairs == 0, "label pairs spread over the lanes");
+  constexpr int kRowLanes = kWarpSize / kPairs;  // lanes that share a pair
+  const int bias_pair = warp * kPairs + lane % kPairs, bias_row = lane / kPairs;
+  float2 bias_sum = make_float2(0.f, 0.f);
 
   auto compute = [&](int item, int buffer) {
     const auto gathered = gathered_in(buffer);
@@ -146,14 +153,12 @@ __global__ void __launch_bounds__(kThreads)
         }
       }
     }
-    if (threadIdx.x < groups * kG) {
-      // Four independent sums: one chain of 64 dependent adds sat at the end of every item.
-      float sums[4] = {};
-      for (int r = 0; r < rows; r += 4) {
-#pragma unroll
-        for (int j = 0; j < 4; ++j) sums[j] += __bfloat162float(dz.at(r + j, threadIdx.x));
-      }
-      bias_sum += (sums[0] + sums[1]) + (sums[2] + sums[3]);
+    for (int r = bias_row; r < rows; r += kRowLanes) {
+      const uint32_t pair = *reinterpret_cast<const uint32_t*>(dz.chunk_pointer(r, bias_pair / 4) +
+                                                               bias_pair % 4 * 2);
+      const float2 values = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&pair));
+      bias_sum.x += values.x;
+      bias_sum.y += values.y;
     }
 
     if (item % batch_tiles != batch_tiles - 1) return;
@@ -174,8 +179,14 @@ __global__ void __launch_bounds__(kThreads)
       }
       acc[t] = FragC{};
     }
-    if (threadIdx.x < groups * kG) a.dbias[first_label + threadIdx.x] = bias_sum;
-    bias_sum = 0.f;
+#pragma unroll
+    for (int offset = kPairs; offset < kWarpSize; offset *= 2) {
+      bias_sum.x += __shfl_xor_sync(0xffffffff, bias_sum.x, offset);
+      bias_sum.y += __shfl_xor_sync(0xffffffff, bias_sum.y, offset);
+    }
+    if (bias_row == 0 && 2 * bias_pair < groups * kG)
+      *reinterpret_cast<float2*>(a.dbias + first_label + 2 * bias_pair) = bias_sum;
+    bias_sum = make_float2(0.f, 0.f);
   };
   run_pipeline<kStages>(0, my_stages * batch_tiles, load, compute);
 }
