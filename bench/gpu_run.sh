@@ -43,7 +43,7 @@ if [ -n "${SANITIZE:-}" ]; then
   # Small shapes of every suite: the first parameter sets, the fused kernel at g = 8 and 32,
   # and k = 128 (/5: dh's two warps per batch n-tile meet at named barriers).
   small='*GroupSharedKernels.*/0:*GroupSharedKernels.*/3:*GroupSharedKernels.*/5'
-  small+=':*GroupSharedKernels.*/8'
+  small+=':*GroupSharedKernels.*/8:*GroupSharedKernels.*/11'
   small+=':*GroupSharedFusedTrain.*/0:*GroupSharedFusedTrain.*/4:*GroupSharedTopK.*/0'
   small+=':*GroupSharedTopKTies*:*EncoderGpuTest.*/0:*BatchUploader*:*OptimizerGpu*'
   small+=':*OutputLayerGpuGradients.*/0:*OutputLayerGpuStep*:*OutputLayerGpuTrainStep.*/0'

@@ -136,7 +136,7 @@ __device__ inline void group_input_gradients(FragC (&acc)[kTiles],
 // different banks.
 template <int kColumns>
 struct FeatureAccumulator {
-  static_assert(kColumns == 32, "the column rotation assumes rows of 32 values");
+  static_assert(kColumns % 32 == 0, "the column rotation assumes rows of 32-value banks");
   float* base;
 
   // Block-wide; the caller synchronises before the first add.

@@ -80,13 +80,15 @@ TEST_P(GroupSharedKernels, MatchTheCpuReference) {
       << "backward inputs";
 }
 
+// Backward to inputs picks its plan by shared memory: most cases take the 64-row plan, d = 1024
+// the one-block plan, and (32, 32, d = 768) the two-blocks-per-SM plan.
 INSTANTIATE_TEST_SUITE_P(Shapes, GroupSharedKernels,
                          ::testing::Values(Case{8, 32, 16, 77, 45}, Case{8, 128, 80, 300, 19},
                                            Case{16, 64, 48, 129, 23}, Case{32, 64, 96, 1024, 9},
                                            Case{32, 32, 144, 200, 33}, Case{64, 128, 32, 256, 5},
                                            Case{64, 32, 64, 100, 7}, Case{16, 128, 16, 640, 3},
                                            Case{1, 32, 112, 300, 301}, Case{1, 64, 16, 1024, 40},
-                                           Case{1, 128, 80, 150, 129}));
+                                           Case{1, 128, 80, 150, 129}, Case{32, 32, 48, 768, 5}));
 
 TEST(GroupSharedKernelsApi, RejectsUnsupportedShapesBeforeAnyLaunch) {
   test_util::expect_error([] { cuda::check_supported({256, 10, 4, 32}, 64); }, "g = 4");
