@@ -41,7 +41,7 @@ grep -B2 -A12 "Failure" "$OUT/tests.log" | head -80
 
 if [ -n "${SANITIZE:-}" ]; then
   # Small shapes of every suite: the first parameter sets, the fused kernel at g = 8 and 32,
-  # and k = 128 (/5: dh's two warps per batch n-tile meet at named barriers).
+  # k = 128 (/5), and backward to inputs' other plans (/3: one block per SM, /11: two).
   small='*GroupSharedKernels.*/0:*GroupSharedKernels.*/3:*GroupSharedKernels.*/5'
   small+=':*GroupSharedKernels.*/8:*GroupSharedKernels.*/11'
   small+=':*GroupSharedFusedTrain.*/0:*GroupSharedFusedTrain.*/4:*GroupSharedTopK.*/0'
