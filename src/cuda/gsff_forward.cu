@@ -18,8 +18,6 @@
 namespace haste::cuda {
 namespace {
 
-constexpr int kWarps = 16;
-constexpr int kThreads = kWarps * kWarpSize;
 constexpr int kBatchTile = 64;
 constexpr int kBatchChunks = kBatchTile / 8;
 
@@ -37,6 +35,11 @@ template <int kG, int kK, int kWeightsPerStage, int kPipelineDepth>
 struct ForwardPlan {
   static constexpr int kDepth = kPipelineDepth;
   using Stage = GroupStage<kG, kK, kWeightsPerStage, true>;
+  // 16 warps, or 8 where a stage is one group: its 4 m-tiles then split the n-tiles over 4
+  // warps each, and every one of them loads the same gathered A fragments (shape 3 of
+  // bench/NOTES.md).
+  static constexpr int kWarps = Stage::kGroups > 1 ? 16 : 8;
+  static constexpr int kThreads = kWarps * kWarpSize;
   static constexpr size_t shared_bytes(int64_t d) {
     return forward_bytes<kG, kK, kWeightsPerStage, kPipelineDepth>(d);
   }
@@ -53,10 +56,11 @@ using LargeForwardPlan = std::conditional_t<
                        ForwardPlan<kG, kK, 8192, 3>, SmallForwardPlan<kG, kK>>>;
 
 template <int kG, int kK, typename Plan>
-__global__ void __launch_bounds__(kThreads)
+__global__ void __launch_bounds__(Plan::kThreads)
     gsff_forward_kernel(GroupSharedArgs a, int batch_tiles, int64_t stages) {
   using Stage = typename Plan::Stage;
   constexpr int kStages = Plan::kDepth;
+  constexpr int kWarps = Plan::kWarps, kThreads = Plan::kThreads;
   using Item = LogitItem<Stage::kGroups, kG, kBatchTile / 16, kWarps>;
 
   extern __shared__ __align__(128) uint8_t shared[];
@@ -140,7 +144,7 @@ cudaError_t launch_gsff_forward(const GroupSharedArgs& args, cudaStream_t stream
     constexpr int kG = decltype(g_constant)::value, kK = decltype(k_constant)::value;
     auto launch = [&](auto plan) {
       using Plan = decltype(plan);
-      return launch_batch_tiled(gsff_forward_kernel<kG, kK, Plan>, args, kThreads, kBatchTile,
+      return launch_batch_tiled(gsff_forward_kernel<kG, kK, Plan>, args, Plan::kThreads, kBatchTile,
                                 Plan::Stage::count(args.G), Plan::shared_bytes(args.d), stream);
     };
     using Large = LargeForwardPlan<kG, kK>;

@@ -47,18 +47,13 @@ struct GroupStage {
   }
   // The asynchronous copies of a stage into a buffer, shared by kThreads threads. A thread
   // copies the same 16-byte pieces of every stage (only the stage's place in global memory
-  // moves), so the pieces' shared-memory offsets are worked out once: per-stage copy loops
-  // and their index arithmetic were a quarter of the forward's instructions (bench/NOTES.md).
+  // moves), so the loops over them unroll with compile-time bounds and strides: per-stage copy
+  // loops with run-time bounds and index arithmetic were a quarter of the forward's
+  // instructions (bench/NOTES.md).
   template <int kThreads>
   class Copies {
    public:
-    __device__ explicit Copies(int thread) : thread_(thread) {
-#pragma unroll
-      for (int p = 0; p < kWeightPieces; ++p) {
-        const int chunk = thread + p * kThreads;
-        weight_offset_[p] = WeightTile::chunk_offset(chunk / (kK / 8), chunk % (kK / 8));
-      }
-    }
+    __device__ explicit Copies(int thread) : thread_(thread) {}
     // Issues stage `stage`'s copies into `buffer` (the caller commits them).
     __device__ void issue(uint8_t* buffer, int stage, const GroupSharedArgs& a) const {
       const int groups = groups_in(stage, a.G);
@@ -68,7 +63,8 @@ struct GroupStage {
       for (int p = 0; p < kWeightPieces; ++p) {
         const int chunk = thread_ + p * kThreads;
         if (chunk < groups * kG * kK / 8)
-          copy_async_16(base + weight_offset_[p], weights + chunk * 8);
+          copy_async_16(base + WeightTile::chunk_offset(chunk / (kK / 8), chunk % (kK / 8)),
+                        weights + chunk * 8);
       }
       copy_words<kGroups * kK>(base + kWeightBytes,
                                a.indices + static_cast<int64_t>(stage) * kGroups * kK, groups * kK);
@@ -89,7 +85,6 @@ struct GroupStage {
       }
     }
     int thread_;
-    uint32_t weight_offset_[kWeightPieces];
   };
 };
 
