@@ -39,9 +39,6 @@ constexpr EnumNames<DstPrune, 2> kPruneRules{
 constexpr EnumNames<DstRegrow, 2> kRegrowRules{
     {{DstRegrow::random, "random"}, {DstRegrow::gradient, "gradient"}}};
 
-// A slot's rank among the slots to prune: by score, ties to the lower (global) slot id.
-using SlotKey = DstSlotKey;
-
 // The scores [G, k] of every group of the whole tail, in global slot order: the part's own on
 // one rank; on several, every rank's part all-gathered (the parts' sizes first, padded to the
 // largest, since an all-gather moves the same count from every rank).
@@ -76,7 +73,7 @@ std::vector<double> whole_tail_scores(std::span<const double> scores, const Grou
 
 // The global rule's threshold: the key of the llround(fraction * all slots)-th lowest slot of
 // the whole tail (nullopt: none to prune). Every rank computes it from the same scores.
-std::optional<SlotKey> global_threshold(const std::vector<double>& all_scores, double fraction) {
+std::optional<DstSlotKey> global_threshold(const std::vector<double>& all_scores, double fraction) {
   const auto total = static_cast<int64_t>(all_scores.size());
   const auto count = std::llround(fraction * static_cast<double>(total));
   if (count <= 0) return std::nullopt;
@@ -84,20 +81,20 @@ std::optional<SlotKey> global_threshold(const std::vector<double>& all_scores, d
   std::iota(order.begin(), order.end(), 0);
   std::nth_element(order.begin(), order.begin() + (count - 1), order.end(),
                    [&](int64_t a, int64_t b) {
-                     return SlotKey{all_scores[a], a} < SlotKey{all_scores[b], b};
+                     return DstSlotKey{all_scores[a], a} < DstSlotKey{all_scores[b], b};
                    });
   const int64_t slot = order[count - 1];
-  return SlotKey{all_scores[slot], slot};
+  return DstSlotKey{all_scores[slot], slot};
 }
 
 // pruned[j] = 1 for the slots of group `group` (global id `global_group`) to prune, its lowest
 // by (score, slot): those at or below the global rule's `threshold`, or round(fraction * k)
 // (group_norm); at most d - k either way (a group can regrow only the features not in it).
 void choose_pruned(std::span<const double> scores, const GroupSharedShape& s, int64_t global_group,
-                   DstPrune prune, double fraction, const std::optional<SlotKey>& threshold,
+                   DstPrune prune, double fraction, const std::optional<DstSlotKey>& threshold,
                    std::vector<int64_t>& order, std::vector<char>& pruned) {
   const int64_t first_slot = global_group * s.k;
-  auto key = [&](int64_t j) { return SlotKey{scores[j], first_slot + j}; };
+  auto key = [&](int64_t j) { return DstSlotKey{scores[j], first_slot + j}; };
   int64_t count = 0;
   if (prune == DstPrune::global) {
     for (int64_t j = 0; j < s.k && threshold; ++j) count += key(j) <= *threshold ? 1 : 0;
@@ -276,7 +273,7 @@ DstResult rewire_tail_indices(const GroupSharedShape& s, std::span<int32_t> indi
         "{}, {} and {} values with row stride {}; call compute_gradients first)",
         s.d, s.labels(), batch.B, batch.h.size(), batch.dz.size(), ldz);
 
-  std::optional<SlotKey> threshold;
+  std::optional<DstSlotKey> threshold;
   if (prune == DstPrune::global) {
     threshold = dst_global_prune_threshold(scores, s, part, fraction);
   }
