@@ -68,6 +68,20 @@ __device__ inline void load_matrix_x4_trans(uint32_t (&r)[4], uint32_t address) 
                : "r"(address));
 }
 
+// Stores four (x4) or two (x2) 8x8 bf16 matrices, each held as in a C fragment packed to bf16
+// pairs (lane t: row t / 4, columns 2 (t % 4) and + 1); lane 8j + i gives the address of row i
+// of matrix j.
+__device__ inline void store_matrix_x4(uint32_t address, const uint32_t (&r)[4]) {
+  asm volatile("stmatrix.sync.aligned.m8n8.x4.shared.b16 [%0], {%1, %2, %3, %4};\n" ::"r"(address),
+               "r"(r[0]), "r"(r[1]), "r"(r[2]), "r"(r[3])
+               : "memory");
+}
+__device__ inline void store_matrix_x2(uint32_t address, uint32_t r0, uint32_t r1) {
+  asm volatile("stmatrix.sync.aligned.m8n8.x2.shared.b16 [%0], {%1, %2};\n" ::"r"(address), "r"(r0),
+               "r"(r1)
+               : "memory");
+}
+
 // c += a * b on the tensor cores.
 __device__ inline void mma(FragC& c, const FragA& a, const FragB& b) {
   asm volatile(
