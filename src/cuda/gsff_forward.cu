@@ -5,10 +5,10 @@
 // is then free, because ldmatrix takes one row address per lane and each row is simply the
 // feature idx[G][j]. Groups stream through a 3- or 4-deep cp.async pipeline (weights + indices of a
 // few groups per stage), and each warp computes 16 batch rows x some labels of a stage with
-// mma.m16n8k16 (M = batch, N = labels, K = fan-in) and adds the bias in fp32. The stage's
-// z tile ([64 rows][stage labels] bf16) goes through shared memory (two buffers) and leaves
-// as whole 16-byte pieces of z rows, one stage later: written straight from the fragments,
-// each store covered 16-byte pieces of 8 rows (v4).
+// mma.m16n8k16 (M = batch, N = labels, K = fan-in), its fp32 accumulators starting at the
+// bias. The stage's z tile ([64 rows][stage labels] bf16, written with stmatrix) goes through
+// shared memory (two buffers) and leaves as whole 16-byte pieces of z rows, one stage later:
+// written straight from the fragments, each store covered 16-byte pieces of 8 rows (v4).
 // Floor (shape 1 of bench/NOTES.md): read W once (86 MB) and write z once (343 MB).
 #include <type_traits>
 
