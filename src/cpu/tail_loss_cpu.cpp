@@ -3,11 +3,12 @@
 // Per element loss(z, y) = max(z, 0) - z * y + log1p(exp(-|z|)) is linear in y, so each row is
 // two passes: every real label as a negative (y = 0), then a correction at the row's few
 // stored targets. That keeps the dense pass free of the sparse lookups, as the fused kernel is.
+#include <algorithm>
+#include <cmath>
 #include <haste/error.hpp>
 #include <haste/tail_loss.hpp>
 
-#include <algorithm>
-#include <cmath>
+#include "cpu/sigmoid.hpp"
 
 namespace haste {
 namespace {
@@ -19,21 +20,6 @@ constexpr int64_t kMinParallelLogits = int64_t{1} << 14;
 template <typename T>
 T softplus(T z) {
   return std::max(z, T(0)) + std::log1p(std::exp(-std::abs(z)));
-}
-
-// 1 / (1 + exp(-z)) without overflow: exp is only taken of a non-positive number.
-template <typename T>
-T sigmoid(T z) {
-  if (z >= 0) return T(1) / (T(1) + std::exp(-z));
-  T e = std::exp(z);
-  return e / (T(1) + e);
-}
-
-// sigmoid(z) - y. For the common y = 1 it is -sigmoid(-z), which keeps its relative precision
-// for large z where sigmoid(z) rounds to 1.
-template <typename T>
-T sigmoid_minus(T z, T y) {
-  return y == T(1) ? -sigmoid(-z) : sigmoid(z) - y;
 }
 
 void check_targets(int64_t B, int64_t L_tail, const CsrMatrix& targets, TailLabelRange range) {

@@ -14,8 +14,8 @@
 #include <cmath>
 #include <cub/device/device_radix_sort.cuh>
 
+#include "cpu/sigmoid.hpp"
 #include "cuda/dst_launch.hpp"
-#include "cuda/sigmoid.cuh"
 #include "data/random.hpp"
 
 namespace haste::cuda {

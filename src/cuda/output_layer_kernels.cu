@@ -8,9 +8,9 @@
 
 #include <algorithm>
 
+#include "cpu/sigmoid.hpp"
 #include "cuda/optimizer_launch.hpp"
 #include "cuda/output_layer_launch.hpp"
-#include "cuda/sigmoid.cuh"
 
 namespace haste::cuda {
 namespace {

@@ -8,13 +8,10 @@
 #include <cstdint>
 #include <numbers>
 
+#include "util/host_device.hpp"
+
 // mix64 and hash_key also compile as device functions, so GPU kernels draw the same numbers
 // (the GPU encoder's dropout masks).
-#if defined(__CUDACC__)
-#define HASTE_HOST_DEVICE __host__ __device__
-#else
-#define HASTE_HOST_DEVICE
-#endif
 
 namespace haste {
 
