@@ -8,10 +8,9 @@
 #include <cstdint>
 #include <numbers>
 
+// mix64 and hash_key also compile as device functions (HASTE_HOST_DEVICE), so GPU kernels
+// draw the same numbers (the GPU encoder's dropout masks).
 #include "util/host_device.hpp"
-
-// mix64 and hash_key also compile as device functions, so GPU kernels draw the same numbers
-// (the GPU encoder's dropout masks).
 
 namespace haste {
 
