@@ -6,7 +6,7 @@
 // ([d, 32] bf16) and of the dh accumulator ([d, 32] fp32) in shared memory for the whole run.
 // The block is two teams of 8 warps that work on consecutive stages at once (fused v4; in v3
 // every phase waited for the one before, and ncu showed warps idle on barriers):
-//   logits team, stage s + 1: streams the stage's weights (cp.async, 3 buffers), computes the
+//   logits team, stage s + 1: streams the stage's weights (cp.async, 2 buffers), computes the
 //     logits (mma), then the loss and dZ = sigmoid(z) / B as if every target were 0
 //     (branch-free) into a dZ tile (bf16), and adds its dbias partial with global atomics;
 //     lane r of its first warp then recomputes the few logits of row r that have a target and
@@ -20,13 +20,15 @@
 //     are loaded before the cluster barrier that precedes the sums).
 // Fused v5 (bench/NOTES.md) moved dh from the gradient team, the critical one, to the logits
 // team, and publishes the partials with one thread's fence: a release by every thread of the
-// team waited for each thread's update stores of the stage before.
+// team waited for each thread's update stores of the stage before. Fused v6 double-buffers the
+// partials, so a stage takes one cluster barrier instead of two ("partials complete" and
+// "partials read"): 1.39-1.42 -> 1.26-1.30 ms at shape 1.
 // Floor (bench/NOTES.md, shape 1): 3 products of 22 GFLOP, 0.083 ms at the measured bf16 rate;
 // fused v4 was at 1.44 ms, latency-bound (ncu: 9.6 cycles per issued instruction, 16 warps).
-// The dZ tile is double-buffered. The logits team takes part in the gradient team's two
-// cluster barriers of the stage before (arriving at the first as it starts), then both teams
-// meet at a hand-over barrier: the logits team runs one stage ahead, and its next weight load
-// and dZ tile reuse only buffers the gradient team has finished with.
+// The dZ tile is double-buffered. The logits team takes part in the gradient team's cluster
+// barrier of the stage before (arriving as it starts), then both teams meet at a hand-over
+// barrier: the logits team runs one stage ahead, and its next loads and dZ tile reuse only
+// buffers the gradient team has finished with.
 #include <cooperative_groups.h>
 
 #include <climits>
@@ -58,17 +60,22 @@ __device__ inline void named_sync() {
   asm volatile("bar.sync %0, %1;\n" ::"n"(kId), "n"(kCount) : "memory");
 }
 
-// Dynamic shared memory: 3 stage buffers, 2 dZ tiles, the bf16 dW partials, then the d-sized
-// hT slice and dh accumulator (at g = 32, k = 64, d = 768: exactly the 227 KB a block gets). The
-// logits team loads stage s + 1 while the gradient team still reads stage s - 1, hence 3 buffers.
+// Dynamic shared memory: 2 weight tiles and 3 index parts of stages, 2 dZ tiles and 2 tiles of
+// bf16 dW partials, then the d-sized hT slice and dh accumulator (at g = 32, k = 64, d = 768:
+// exactly the 227 KB a block gets). The logits team loads stage s + 1 while it works on stage s,
+// and the gradient team reads only the indices of stage s - 1 meanwhile, hence 3 index parts
+// but 2 weight tiles; the 16 KB this saves (a third weight tile in fused v5) double-buffers the
+// partials, so that a stage takes one cluster barrier (fused v6).
 template <int kG, int kK, int kStageWeights, bool kWithBias>
 struct FusedLayout {
   using Stage = GroupStage<kG, kK, kStageWeights, kWithBias>;
-  static constexpr int kDepth = 3;
+  static constexpr int kIndexDepth = 3;
   static constexpr size_t kDzTileBytes = kRows * Stage::kLabels * 2;
-  static constexpr size_t kDz = kDepth * Stage::kBufferBytes;
+  static constexpr size_t kPartialBytes = Stage::kLabels * kK * 2;
+  static constexpr size_t kIndexParts = 2 * Stage::kWeightBytes;
+  static constexpr size_t kDz = kIndexParts + kIndexDepth * Stage::kIndexPartBytes;
   static constexpr size_t kPartials = kDz + 2 * kDzTileBytes;
-  static constexpr size_t kHTile = kPartials + Stage::kLabels * kK * 2;
+  static constexpr size_t kHTile = kPartials + 2 * kPartialBytes;
   __host__ __device__ static constexpr size_t accumulator(int64_t d) {
     return kHTile + d * kRows * 2;
   }
@@ -262,12 +269,18 @@ __global__ void __launch_bounds__(kThreads, 1)
   const int ranks = static_cast<int>(cluster.num_blocks());
 
   extern __shared__ __align__(128) uint8_t shared[];
-  auto buffer_at = [&](int step) { return shared + step % Layout::kDepth * Stage::kBufferBytes; };
+  auto weights_at = [&](int step) { return shared + step % 2 * Stage::kWeightBytes; };
+  auto index_part_at = [&](int step) {
+    return shared + Layout::kIndexParts + step % Layout::kIndexDepth * Stage::kIndexPartBytes;
+  };
   auto dz_tile_at = [&](int step) {
     return LabelTile{
         reinterpret_cast<bf16*>(shared + Layout::kDz + step % 2 * Layout::kDzTileBytes)};
   };
-  const PartialTile partials{reinterpret_cast<bf16*>(shared + Layout::kPartials)};
+  auto partials_at = [&](int step) {
+    return PartialTile{
+        reinterpret_cast<bf16*>(shared + Layout::kPartials + step % 2 * Layout::kPartialBytes)};
+  };
   const SwizzledTile<kRows / 8> h_tile{reinterpret_cast<bf16*>(shared + Layout::kHTile)};
   const FeatureAccumulator<kRows> accumulator{
       reinterpret_cast<float*>(shared + Layout::accumulator(a.d))};
@@ -291,7 +304,13 @@ __global__ void __launch_bounds__(kThreads, 1)
   commit_async_copies();
   wait_async_copies<0>();
   __syncthreads();
-  cluster_arrive_relaxed();  // pairs with the first stage's "partials read" wait
+  // One cluster barrier phase per step: phase s completes once every block's dW partials of
+  // step s are written. Each block reads the partials of step s after phase s and before it
+  // arrives at phase s + 1, so once phase s + 1 is complete the partials buffer of step s may
+  // take those of step s + 2. A last phase keeps every block until no other reads its partials.
+  // Both teams wait for phase s between the hand-overs of steps s and s + 1 (the logits team
+  // just before the second, which the gradient team reaches only after that wait anyway):
+  // compute-sanitizer's racecheck hung on a version whose teams waited in different intervals.
 
   LossParts loss;  // this thread's share, before the 1 / B
   if (logits_team) {
@@ -301,27 +320,19 @@ __global__ void __launch_bounds__(kThreads, 1)
                               : TargetCursor{};
     const typename Stage::template Copies<kTeamThreads> copies(threadIdx.x);
     auto load = [&](int step) {
-      if (step < steps) copies.issue(buffer_at(step), stage_begin + step, a);
+      if (step < steps) copies.issue(weights_at(step), index_part_at(step), stage_begin + step, a);
       commit_async_copies();
-    };
-    // This team's part in the gradient team's two cluster barriers of a stage: it arrives at
-    // "partials complete" as soon as it starts its next stage (arriving only after it, as
-    // in the first v4 version, held every block's reduction until the logits were done).
-    auto arrive_partials_complete = [] {
-      cluster_wait();  // "partials read" of the stage before
-      cluster_arrive_relaxed();
-    };
-    auto arrive_partials_read = [] {
-      cluster_wait();
-      cluster_arrive_relaxed();
     };
     load(0);
     for (int step = 0; step < steps; ++step) {
       const int stage = stage_begin + step;
-      // Stage step + 1 goes to the buffer of step - 2, which the gradient team finished before
-      // the hand-over at the end of the previous step.
+      // Stage step + 1's weights go to the tile of step - 1, which this team finished before the
+      // hand-over at the end of the previous step, and its indices to the part of step - 2,
+      // which the gradient team finished before that hand-over.
       load(step + 1);
-      if (step >= 1) arrive_partials_complete();  // of stage step - 1
+      // The phase of step - 1, arrived at as this step starts (arriving after the step, as in
+      // the first v4 version, held every block's reduction until the logits were done).
+      if (step >= 1) cluster_arrive_relaxed();
       const LabelTile dz_tile = dz_tile_at(step);
       const int groups = Stage::groups_in(stage, a.G);
       const int labels = groups * kG;
@@ -329,11 +340,11 @@ __global__ void __launch_bounds__(kThreads, 1)
       const int real_labels = static_cast<int>(labels_left < 0        ? 0
                                                : labels_left < labels ? labels_left
                                                                       : labels);
-      const auto weights = Stage::weights_in(buffer_at(step));
-      const int32_t* indices = Stage::indices_in(buffer_at(step));
+      const auto weights = Stage::weights_in(weights_at(step));
+      const int32_t* indices = Stage::part_indices(index_part_at(step));
       const float* stage_bias = [&] {
         if constexpr (Stage::kBiasBytes > 0)
-          return static_cast<const float*>(Stage::bias_in(buffer_at(step)));
+          return static_cast<const float*>(Stage::part_bias(index_part_at(step)));
         else
           return a.bias + stage * kLabels;
       }();
@@ -439,14 +450,15 @@ __global__ void __launch_bounds__(kThreads, 1)
           }
         }
       }
-      if (step >= 1) arrive_partials_read();  // of stage step - 1
-      named_sync<kHandOver, kThreads>();      // stage step goes to the gradient team
+      if (step >= 1) cluster_wait();
+      named_sync<kHandOver, kThreads>();  // stage step goes to the gradient team
     }
-    if (steps >= 1) {  // the last stage
-      arrive_partials_complete();
-      arrive_partials_read();
+    if (steps >= 1) {  // the phase of the last step
+      cluster_arrive_relaxed();
+      cluster_wait();
     }
-    wait_async_copies<0>();  // the empty groups committed past the end
+    cluster_arrive_relaxed();  // the last phase
+    wait_async_copies<0>();    // the empty groups committed past the end
   } else {
     // A dW item: every label of a group, kSlotPart slot n-tiles (at most half of them, so that
     // a stage of 4 groups gives each warp an item; at most 8 accumulator tiles).
@@ -454,15 +466,17 @@ __global__ void __launch_bounds__(kThreads, 1)
     constexpr int kSlotPart = kK / 16 < 8 / kLabelMTiles ? kK / 16 : 8 / kLabelMTiles;
     constexpr int kItemsPerGroup = kK / 8 / kSlotPart;
     const bf16* rank_partials[kMaxRanks];  // every block's partials, through DSMEM
+    const PartialTile first_partials = partials_at(0);
 #pragma unroll
     for (int r = 0; r < kMaxRanks; ++r)
-      rank_partials[r] = r < ranks
-                             ? cluster.map_shared_rank(partials.base, static_cast<unsigned>(r))
-                             : partials.base;
+      rank_partials[r] =
+          r < ranks ? cluster.map_shared_rank(first_partials.base, static_cast<unsigned>(r))
+                    : first_partials.base;
     for (int step = 0; step < steps; ++step) {
       const int stage = stage_begin + step;
       const LabelTile dz_tile = dz_tile_at(step);
-      const int32_t* indices = Stage::indices_in(buffer_at(step));
+      const int32_t* indices = Stage::part_indices(index_part_at(step));
+      const PartialTile partials = partials_at(step);
       const int groups = Stage::groups_in(stage, a.G);
       const int labels = groups * kG;
       named_sync<kHandOver, kThreads>();  // the logits team wrote the stage's dZ
@@ -475,7 +489,6 @@ __global__ void __launch_bounds__(kThreads, 1)
       auto element_of = [&](int q) {
         return (first_label + q / kPiecesPerLabel) * kK + q % kPiecesPerLabel * kPieceValues;
       };
-      cluster_wait();  // every block has read the previous stage's partials
 
       for (int item = team_warp; item < groups * kItemsPerGroup; item += kTeamWarps) {
         const int group = item / kItemsPerGroup, part = item % kItemsPerGroup;
@@ -503,7 +516,8 @@ __global__ void __launch_bounds__(kThreads, 1)
       // gradient, one launch) handed straight to the optimizer update.
       for (int q = first_piece; q < piece_end; q += kTeamThreads) {
         const int label = q / kPiecesPerLabel, slot = q % kPiecesPerLabel * kPieceValues;
-        const size_t offset = partials.chunk_pointer(label, slot / 8) + slot % 8 - partials.base;
+        const size_t offset =
+            partials.chunk_pointer(label, slot / 8) + slot % 8 - first_partials.base;
         uint2 parts[kMaxRanks];  // all remote loads in flight at once
 #pragma unroll
         for (int r = 0; r < kMaxRanks; ++r) {
@@ -525,8 +539,8 @@ __global__ void __launch_bounds__(kThreads, 1)
           *reinterpret_cast<uint2*>(a.dweights + element) = pack_bf16x4(sum);
         }
       }
-      cluster_arrive_relaxed();
     }
+    cluster_arrive_relaxed();  // the last phase: this block has read every partial it needs
   }
   cluster_wait();  // no block leaves while another may still read its partials
   __syncthreads();

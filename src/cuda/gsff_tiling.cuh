@@ -32,19 +32,27 @@ struct GroupStage {
   }
   static int64_t count(int64_t G) { return (G + kGroups - 1) / kGroups; }
 
-  // A stage buffer holds the stage's weight tile, then its [kGroups, kK] indices (and biases).
+  // A stage is its weight tile and its index part: the [kGroups, kK] indices, then the biases.
+  // A stage buffer holds the two one after the other; a kernel may also keep them apart (the
+  // fused training kernel reads a stage's indices longer than its weights).
   static constexpr int kBiasBytes = kWithBias ? kLabels * 4 : 0;
-  static constexpr int kBufferBytes = kWeightBytes + kIndexBytes + kBiasBytes;
+  static constexpr int kIndexPartBytes = kIndexBytes + kBiasBytes;
+  static constexpr int kBufferBytes = kWeightBytes + kIndexPartBytes;
   __device__ static WeightTile weights_in(uint8_t* buffer) {
     return WeightTile{reinterpret_cast<bf16*>(buffer)};
   }
-  __device__ static int32_t* indices_in(uint8_t* buffer) {
-    return reinterpret_cast<int32_t*>(buffer + kWeightBytes);
+  __device__ static uint8_t* index_part_in(uint8_t* buffer) { return buffer + kWeightBytes; }
+  __device__ static int32_t* part_indices(uint8_t* index_part) {
+    return reinterpret_cast<int32_t*>(index_part);
   }
-  __device__ static float* bias_in(uint8_t* buffer) {
+  __device__ static float* part_bias(uint8_t* index_part) {
     static_assert(kWithBias, "the stage carries no biases");
-    return reinterpret_cast<float*>(buffer + kWeightBytes + kIndexBytes);
+    return reinterpret_cast<float*>(index_part + kIndexBytes);
   }
+  __device__ static int32_t* indices_in(uint8_t* buffer) {
+    return part_indices(index_part_in(buffer));
+  }
+  __device__ static float* bias_in(uint8_t* buffer) { return part_bias(index_part_in(buffer)); }
   // The asynchronous copies of a stage into a buffer, shared by kThreads threads. A thread
   // copies the same 16-byte pieces of every stage (only the stage's place in global memory
   // moves), so the loops over them unroll with compile-time bounds and strides: per-stage copy
@@ -56,21 +64,26 @@ struct GroupStage {
     __device__ explicit Copies(int thread) : thread_(thread) {}
     // Issues stage `stage`'s copies into `buffer` (the caller commits them).
     __device__ void issue(uint8_t* buffer, int stage, const GroupSharedArgs& a) const {
+      issue(buffer, index_part_in(buffer), stage, a);
+    }
+    // The same with the weight tile and the index part in separate places.
+    __device__ void issue(uint8_t* weight_tile, uint8_t* index_part, int stage,
+                          const GroupSharedArgs& a) const {
       const int groups = groups_in(stage, a.G);
-      const uint32_t base = shared_address(buffer);
+      const uint32_t tile = shared_address(weight_tile), part = shared_address(index_part);
       const bf16* weights = a.weights + static_cast<int64_t>(stage) * kLabels * kK;
 #pragma unroll
       for (int p = 0; p < kWeightPieces; ++p) {
         const int chunk = thread_ + p * kThreads;
         if (chunk < groups * kG * kK / 8)
-          copy_async_16(base + WeightTile::chunk_offset(chunk / (kK / 8), chunk % (kK / 8)),
+          copy_async_16(tile + WeightTile::chunk_offset(chunk / (kK / 8), chunk % (kK / 8)),
                         weights + chunk * 8);
       }
-      copy_words<kGroups * kK>(base + kWeightBytes,
-                               a.indices + static_cast<int64_t>(stage) * kGroups * kK, groups * kK);
+      copy_words<kGroups * kK>(part, a.indices + static_cast<int64_t>(stage) * kGroups * kK,
+                               groups * kK);
       if constexpr (kWithBias)
-        copy_words<kLabels>(base + kWeightBytes + kIndexBytes,
-                            a.bias + static_cast<int64_t>(stage) * kLabels, groups * kG);
+        copy_words<kLabels>(part + kIndexBytes, a.bias + static_cast<int64_t>(stage) * kLabels,
+                            groups * kG);
     }
 
    private:
