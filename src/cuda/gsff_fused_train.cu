@@ -404,11 +404,9 @@ __global__ void __launch_bounds__(kThreads, 1)
               column_sums[n].x += __shfl_xor_sync(0xffffffffu, column_sums[n].x, offset);
               column_sums[n].y += __shfl_xor_sync(0xffffffffu, column_sums[n].y, offset);
             }
-            if (lane < 4) {
-              float* dbias = a.dbias + stage * kLabels + label_of(n);
-              atomicAdd(dbias, column_sums[n].x);
-              atomicAdd(dbias + 1, column_sums[n].y);
-            }
+            if (lane < 4)  // one 8-byte atomic (Hopper) for the label pair
+              atomicAdd(reinterpret_cast<float2*>(a.dbias + stage * kLabels + label_of(n)),
+                        column_sums[n]);
           }
         }
       };
