@@ -123,24 +123,8 @@ __global__ void __launch_bounds__(Plan::kThreads)
       }
       group_logits<kK>(acc, h_tile, weights, indices + item.group * kK, item.group * kG,
                        item.m_tile, item.first_n_tile, lane);
-      // Into the z tile with stmatrix: an n-tile is two 8x8 matrices (rows 0-7 and 8-15).
-      const int first_chunk = item.group * kG / 8 + item.first_n_tile;
-      auto matrix_row = [&](int n) {  // this lane's row address in matrix lane / 8 from n-tile n
-        const int matrix = lane / 8;
-        return z_tile.chunk_address(item.m_tile * 16 + matrix % 2 * 8 + lane % 8,
-                                    first_chunk + n + matrix / 2);
-      };
-      auto packed = [&](int n, int half) {
-        return pack_bf16x2(acc[n].r[2 * half], acc[n].r[2 * half + 1]);
-      };
-      if constexpr (kNTiles == 1) {
-        store_matrix_x2(matrix_row(0), packed(0, 0), packed(0, 1));
-      } else {
-#pragma unroll
-        for (int n = 0; n < kNTiles; n += 2)
-          store_matrix_x4(matrix_row(n),
-                          {packed(n, 0), packed(n, 1), packed(n + 1, 0), packed(n + 1, 1)});
-      }
+      store_row_fragments(z_tile, acc, item.m_tile * 16, item.group * kG / 8 + item.first_n_tile,
+                          lane);
     }
   };
   run_pipeline<kStages>(work.stage_begin, work.stage_end, load, compute);

@@ -160,6 +160,44 @@ __device__ inline float sigmoid_minus(float z, float y) {
   return y == 1.f ? -sigmoid(-z) : sigmoid(z) - y;
 }
 
+// Adds the column sums of a warp's C fragments to dbias[0 .. 8 kNTiles): lane t holds, for
+// each n-tile n, the sums of columns 8n + 2 (t % 4) and + 1 over its rows, and the 8 lanes of a
+// column (t / 4) hold its 8 row groups. Each round of this reduce-scatter halves the values a
+// lane keeps and adds its partner's sums of them, so after three rounds the lanes hold whole
+// sums of distinct columns and the warp adds them with one atomic per lane. (Shuffling every
+// sum to lanes 0-3, as before, took 3 rounds per value, and 4 lanes did all the atomics.)
+template <int kNTiles>
+__device__ inline void add_column_sums(float (&sums)[2 * kNTiles], float* dbias, int lane) {
+  constexpr int kValues = 2 * kNTiles;
+  constexpr int kSplits = kValues >= 8 ? 3 : kValues == 4 ? 2 : 1;  // rounds that halve
+  constexpr int kKept = kValues >> kSplits;
+#pragma unroll
+  for (int round = 0; round < 3; ++round) {
+    const int offset = 16 >> round;
+    if (round < kSplits) {
+      const int half = kValues >> (round + 1);
+      const bool upper = lane & offset;  // keeps values half .. 2 half - 1 (moved to 0 ..)
+#pragma unroll
+      for (int i = 0; i < half; ++i) {
+        const float send = upper ? sums[i] : sums[i + half];
+        const float keep = upper ? sums[i + half] : sums[i];
+        sums[i] = keep + __shfl_xor_sync(0xffffffffu, send, offset);
+      }
+    } else {  // fewer values than rounds: the rest is a plain sum (equal in the lanes paired)
+      sums[0] += __shfl_xor_sync(0xffffffffu, sums[0], offset);
+    }
+  }
+  // Value i of this lane is value i + kKept * part of the original ones (part: the halves it
+  // kept); of the lanes paired by plain sums, the one with those lane bits clear adds.
+  const int part = (lane >> 2) >> (3 - kSplits);
+  if (((lane >> 2) & ((1 << (3 - kSplits)) - 1)) != 0) return;
+#pragma unroll
+  for (int i = 0; i < kKept; ++i) {
+    const int value = i + kKept * part;
+    atomicAdd(dbias + value / 2 * 8 + 2 * (lane % 4) + value % 2, sums[i]);
+  }
+}
+
 // Walks one batch row's sorted CSR targets over consecutive stages: visit() hands the targets
 // of a stage to a function and moves past them.
 struct TargetCursor {
@@ -368,13 +406,14 @@ __global__ void __launch_bounds__(kThreads, 1)
           FragC acc[Item::kNTilesPerItem];
           group_logits<kK>(acc, h_tile, weights, indices + item.group * kK, item.group * kG,
                            item.m_tile, item.first_n_tile, lane);
-          float2 column_sums[Item::kNTilesPerItem];  // dbias over the item's 16 rows
+          constexpr int kNTiles = Item::kNTilesPerItem;
+          FragC dz[kNTiles];
+          float column_sums[2 * kNTiles];  // dbias over the item's 16 rows, 2 labels per n-tile
           const int tile_row = item.m_tile * 16 + lane / 4;
 #pragma unroll
-          for (int n = 0; n < Item::kNTilesPerItem; ++n) {
+          for (int n = 0; n < kNTiles; ++n) {
             const int label = label_of(n);
             const float bias_of[2] = {bias[n].x, bias[n].y};
-            float dz[4];
 #pragma unroll
             for (int e = 0; e < 4; ++e) {
               if constexpr (decltype(masked)::value) {
@@ -382,32 +421,21 @@ __global__ void __launch_bounds__(kThreads, 1)
                 const float value =
                     zero_target_gradient(acc[n].r[e] + bias_of[e % 2], f.inv_batch, part);
                 const bool real = label + e % 2 < real_labels && tile_row + e / 2 * 8 < real_rows;
-                dz[e] = real ? value : 0.f;
+                dz[n].r[e] = real ? value : 0.f;
                 loss.linear += real ? part.linear : 0.f;
                 loss.log2_part += real ? part.log2_part : 0.f;
               } else {
-                dz[e] = zero_target_gradient(acc[n].r[e] + bias_of[e % 2], f.inv_batch, loss);
+                dz[n].r[e] = zero_target_gradient(acc[n].r[e] + bias_of[e % 2], f.inv_batch, loss);
               }
             }
-            column_sums[n] = make_float2(dz[0] + dz[2], dz[1] + dz[3]);
-            *reinterpret_cast<uint32_t*>(dz_tile.chunk_pointer(tile_row, label / 8) + label % 8) =
-                pack_bf16x2(dz[0], dz[1]);
-            *reinterpret_cast<uint32_t*>(dz_tile.chunk_pointer(tile_row + 8, label / 8) +
-                                         label % 8) = pack_bf16x2(dz[2], dz[3]);
+            column_sums[2 * n] = dz[n].r[0] + dz[n].r[2];
+            column_sums[2 * n + 1] = dz[n].r[1] + dz[n].r[3];
           }
-          // Lanes 0-3 sum the 8 row groups and add the item's dbias partial (every block adds
-          // its own, so dbias starts at 0: the host clears it).
-#pragma unroll
-          for (int n = 0; n < Item::kNTilesPerItem; ++n) {
-#pragma unroll
-            for (int offset = 4; offset < kWarpSize; offset *= 2) {
-              column_sums[n].x += __shfl_xor_sync(0xffffffffu, column_sums[n].x, offset);
-              column_sums[n].y += __shfl_xor_sync(0xffffffffu, column_sums[n].y, offset);
-            }
-            if (lane < 4)  // one 8-byte atomic (Hopper) for the label pair
-              atomicAdd(reinterpret_cast<float2*>(a.dbias + stage * kLabels + label_of(n)),
-                        column_sums[n]);
-          }
+          store_row_fragments(dz_tile, dz, item.m_tile * 16,
+                              item.group * kG / 8 + item.first_n_tile, lane);
+          // Every block adds its own dbias partial, so dbias starts at 0: the host clears it.
+          add_column_sums<kNTiles>(column_sums,
+                                   a.dbias + stage * kLabels + label_of(0) - 2 * (lane % 4), lane);
         }
       };
       if (real_labels == labels && real_rows == rows)

@@ -93,6 +93,32 @@ __device__ inline void group_logits(FragC (&acc)[kNTiles], const SwizzledTile<kH
   }
 }
 
+// Writes C fragments of one 16-row m-tile (n-tiles 0 .. kNTiles - 1, rounded to bf16) into a
+// tile of rows (z or dZ: [rows][labels]) at rows row0 .. + 15 and 16-byte label chunks
+// first_chunk .. + kNTiles - 1, with stmatrix: an n-tile is two 8x8 matrices (rows 0-7 and
+// 8-15). (Eight 32-bit stores and their addresses per n-tile pair before: bench/NOTES.md.)
+template <int kNTiles, int kChunks>
+__device__ inline void store_row_fragments(const SwizzledTile<kChunks>& tile,
+                                           const FragC (&frags)[kNTiles], int row0, int first_chunk,
+                                           int lane) {
+  auto matrix_row = [&](int n) {  // this lane's row address in matrix lane / 8 from n-tile n
+    const int matrix = lane / 8;
+    return tile.chunk_address(row0 + matrix % 2 * 8 + lane % 8, first_chunk + n + matrix / 2);
+  };
+  auto packed = [&](int n, int half) {
+    return pack_bf16x2(frags[n].r[2 * half], frags[n].r[2 * half + 1]);
+  };
+  if constexpr (kNTiles == 1) {
+    store_matrix_x2(matrix_row(0), packed(0, 0), packed(0, 1));
+  } else {
+    static_assert(kNTiles % 2 == 0, "n-tiles are stored in pairs");
+#pragma unroll
+    for (int n = 0; n < kNTiles; n += 2)
+      store_matrix_x4(matrix_row(n),
+                      {packed(n, 0), packed(n, 1), packed(n + 1, 0), packed(n + 1, 1)});
+  }
+}
+
 // dHg^T for slots (first_m_tile + t)*16 .. +15 (t < kTiles) and batch columns n_tile*8 .. +7:
 // Wg^T dZg^T (M = slots, N = batch, K = the group's labels; g = 8 pads K with zeros), the
 // dZg^T fragment loaded once per k-step for all kTiles. `weights` holds the group's label rows
