@@ -38,7 +38,8 @@ struct ForwardPlan {
   // 16 warps, or 8 where a stage is one group: its 4 m-tiles then split the n-tiles over 4
   // warps each, and every one of them loads the same gathered A fragments (shape 3 of
   // bench/NOTES.md).
-  static constexpr int kWarps = Stage::kGroups > 1 ? 16 : 8;
+  static constexpr int kWarps = 8;
+  static constexpr int kMTilesPerItem = Stage::kGroups > 1 ? 2 : 1;
   static constexpr int kThreads = kWarps * kWarpSize;
   static constexpr size_t shared_bytes(int64_t d) {
     return forward_bytes<kG, kK, kWeightsPerStage, kPipelineDepth>(d);
@@ -61,7 +62,8 @@ __global__ void __launch_bounds__(Plan::kThreads)
   using Stage = typename Plan::Stage;
   constexpr int kStages = Plan::kDepth;
   constexpr int kWarps = Plan::kWarps, kThreads = Plan::kThreads;
-  using Item = LogitItem<Stage::kGroups, kG, kBatchTile / 16, kWarps>;
+  using Item = LogitItem<Stage::kGroups, kG, kBatchTile / 16, kWarps, Plan::kMTilesPerItem>;
+  constexpr int kItemMTiles = Plan::kMTilesPerItem;
 
   extern __shared__ __align__(128) uint8_t shared[];
   const SwizzledTile<kBatchChunks> h_tile{reinterpret_cast<bf16*>(shared)};
@@ -114,17 +116,20 @@ __global__ void __launch_bounds__(Plan::kThreads)
       // here sat on every stage's critical path: 0.30 -> 0.27 ms at shape 1, 1.08 -> 0.74 ms
       // at shape 2).
       constexpr int kNTiles = Item::kNTilesPerItem;
-      FragC acc[kNTiles];
+      FragC acc[kItemMTiles][kNTiles];
 #pragma unroll
       for (int n = 0; n < kNTiles; ++n) {
         const int label = item.group * kG + (item.first_n_tile + n) * 8 + 2 * (lane % 4);
         const float2 bias = *reinterpret_cast<const float2*>(stage_bias + label);
-        acc[n] = FragC{{bias.x, bias.y, bias.x, bias.y}};
+#pragma unroll
+        for (int m = 0; m < kItemMTiles; ++m) acc[m][n] = FragC{{bias.x, bias.y, bias.x, bias.y}};
       }
       group_logits<kK>(acc, h_tile, weights, indices + item.group * kK, item.group * kG,
                        item.m_tile, item.first_n_tile, lane);
-      store_row_fragments(z_tile, acc, item.m_tile * 16, item.group * kG / 8 + item.first_n_tile,
-                          lane);
+#pragma unroll
+      for (int m = 0; m < kItemMTiles; ++m)
+        store_row_fragments(z_tile, acc[m], (item.m_tile + m) * 16,
+                            item.group * kG / 8 + item.first_n_tile, lane);
     }
   };
   run_pipeline<kStages>(work.stage_begin, work.stage_end, load, compute);

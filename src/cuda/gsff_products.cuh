@@ -48,49 +48,69 @@ __device__ inline void weight_column_pair(FragB& first, FragB& second,
 }
 
 // Work items for the logits of a stage of kGroups groups and kMTiles 16-row batch m-tiles:
-// (group, m-tile, part of the label n-tiles), split finely enough that every warp gets one;
-// a warp loads one A fragment per k-step and reuses it over the item's n-tiles.
-template <int kGroups, int kG, int kMTiles, int kWarps>
+// (group, kMTilesPerItem m-tiles, part of the label n-tiles), split finely enough that every
+// warp gets one; a warp loads one A fragment per m-tile and k-step and reuses it over the
+// item's n-tiles, and each B fragment over the item's m-tiles.
+template <int kGroups, int kG, int kMTiles, int kWarps, int kMTilesPerItem = 1>
 struct LogitItem {
   static constexpr int kNTiles = kG / 8;
-  static constexpr int kPairs = kGroups * kMTiles;
+  static constexpr int kMItems = kMTiles / kMTilesPerItem;
+  static constexpr int kPairs = kGroups * kMItems;
   static constexpr int kSplit =
       kPairs >= kWarps ? 1 : (kWarps / kPairs < kNTiles ? kWarps / kPairs : kNTiles);
   static constexpr int kNTilesPerItem = kNTiles / kSplit;
   static constexpr int kCount = kPairs * kSplit;
 
-  int group, m_tile, first_n_tile;
+  int group, m_tile, first_n_tile;  // m_tile: the item's first
   __device__ explicit LogitItem(int item)
-      : group(item / kSplit / kMTiles),
-        m_tile(item / kSplit % kMTiles),
+      : group(item / kSplit / kMItems),
+        m_tile(item / kSplit % kMItems * kMTilesPerItem),
         first_n_tile(item % kSplit * kNTilesPerItem) {}
 };
 
-// acc[n] = Hg Wg^T for batch rows m_tile*16 .. +15 and labels (first_n_tile + n)*8 .. +7 of
-// the group whose label rows start at `label0` of the weight tile.
-template <int kK, int kNTiles, int kHChunks, int kWeightChunks>
-__device__ inline void group_logits(FragC (&acc)[kNTiles], const SwizzledTile<kHChunks>& h_tile,
+// acc[m][n] = Hg Wg^T for batch rows (first_m_tile + m)*16 .. +15 and labels
+// (first_n_tile + n)*8 .. +7 of the group whose label rows start at `label0` of the weight tile.
+template <int kK, int kMTiles, int kNTiles, int kHChunks, int kWeightChunks>
+__device__ inline void group_logits(FragC (&acc)[kMTiles][kNTiles],
+                                    const SwizzledTile<kHChunks>& h_tile,
                                     const SwizzledTile<kWeightChunks>& weights,
-                                    const int32_t* group_indices, int label0, int m_tile,
+                                    const int32_t* group_indices, int label0, int first_m_tile,
                                     int first_n_tile, int lane) {
 #pragma unroll
   for (int ks = 0; ks < kK / 16; ++ks) {
-    const FragA frag_a = gathered_rows(h_tile, group_indices, ks, m_tile, lane);
+    FragA frag_a[kMTiles];
+#pragma unroll
+    for (int m = 0; m < kMTiles; ++m)
+      frag_a[m] = gathered_rows(h_tile, group_indices, ks, first_m_tile + m, lane);
     if constexpr (kNTiles % 2 == 0) {
 #pragma unroll
       for (int n = 0; n < kNTiles; n += 2) {
         FragB first, second;
         weight_column_pair(first, second, weights, label0, ks, first_n_tile + n, lane);
-        mma(acc[n], frag_a, first);
-        mma(acc[n + 1], frag_a, second);
+#pragma unroll
+        for (int m = 0; m < kMTiles; ++m) {
+          mma(acc[m][n], frag_a[m], first);
+          mma(acc[m][n + 1], frag_a[m], second);
+        }
       }
     } else {
 #pragma unroll
       for (int n = 0; n < kNTiles; ++n) {
-        mma(acc[n], frag_a, weight_columns(weights, label0, ks, first_n_tile + n, lane));
+        const FragB frag_b = weight_columns(weights, label0, ks, first_n_tile + n, lane);
+#pragma unroll
+        for (int m = 0; m < kMTiles; ++m) mma(acc[m][n], frag_a[m], frag_b);
       }
     }
   }
+}
+// The same for one m-tile.
+template <int kK, int kNTiles, int kHChunks, int kWeightChunks>
+__device__ inline void group_logits(FragC (&acc)[kNTiles], const SwizzledTile<kHChunks>& h_tile,
+                                    const SwizzledTile<kWeightChunks>& weights,
+                                    const int32_t* group_indices, int label0, int m_tile,
+                                    int first_n_tile, int lane) {
+  group_logits<kK>(reinterpret_cast<FragC(&)[1][kNTiles]>(acc), h_tile, weights, group_indices,
+                   label0, m_tile, first_n_tile, lane);
 }
 
 // Writes C fragments of one 16-row m-tile (n-tiles 0 .. kNTiles - 1, rounded to bf16) into a
