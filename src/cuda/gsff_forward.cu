@@ -35,12 +35,11 @@ template <int kG, int kK, int kWeightsPerStage, int kPipelineDepth>
 struct ForwardPlan {
   static constexpr int kDepth = kPipelineDepth;
   using Stage = GroupStage<kG, kK, kWeightsPerStage, true>;
-  // A warp's item is 2 m-tiles of a group, so that each weight fragment serves both (with one
-  // m-tile per item, each was loaded by 4 warps). A stage of one group keeps items of one
-  // m-tile, whose warps split the n-tiles. 16 warps where there are as many items, else 8.
+  // 16 warps, or 8 where a stage is one group: its 4 m-tiles then split the n-tiles over 4
+  // warps each, and every one of them loads the same gathered A fragments (shape 3 of
+  // bench/NOTES.md).
+  static constexpr int kWarps = 8;
   static constexpr int kMTilesPerItem = Stage::kGroups > 1 ? 2 : 1;
-  static constexpr int kItems = Stage::kGroups * (kBatchTile / 16) / kMTilesPerItem;
-  static constexpr int kWarps = kItems >= 16 ? 16 : 8;
   static constexpr int kThreads = kWarps * kWarpSize;
   static constexpr size_t shared_bytes(int64_t d) {
     return forward_bytes<kG, kK, kWeightsPerStage, kPipelineDepth>(d);
