@@ -4,12 +4,13 @@
 // slice of hT ([d, 64], at most 128 KB) into shared memory once; the gather Hg = h[:, idx[G]]
 // is then free, because ldmatrix takes one row address per lane and each row is simply the
 // feature idx[G][j]. Groups stream through a 3- or 4-deep cp.async pipeline (weights + indices of a
-// few groups per stage), and each warp computes 16 batch rows x some labels of a stage with
-// mma.m16n8k16 (M = batch, N = labels, K = fan-in), its fp32 accumulators starting at the
-// bias. The stage's z tile ([64 rows][stage labels] bf16, written with stmatrix) goes through
-// shared memory (two buffers) and leaves as whole 16-byte pieces of z rows, one stage later:
-// written straight from the fragments, each store covered 16-byte pieces of 8 rows (v4).
-// Floor (shape 1 of bench/NOTES.md): read W once (86 MB) and write z once (343 MB).
+// few groups per stage), and each warp computes a group's logits for 32 batch rows of a stage
+// (16 rows and part of the labels where a stage is one group) with mma.m16n8k16 (M = batch, N =
+// labels, K = fan-in), its fp32 accumulators starting at the bias. The stage's z tile ([64
+// rows][stage labels] bf16, written with stmatrix) goes through shared memory (two buffers) and
+// leaves as whole 16-byte pieces of z rows, one stage later: written straight from the fragments,
+// each store covered 16-byte pieces of 8 rows (v4). Floor (shape 1 of bench/NOTES.md): read W once
+// (86 MB) and write z once (343 MB).
 #include <type_traits>
 
 #include "cuda/gsff_products.cuh"
@@ -35,9 +36,10 @@ template <int kG, int kK, int kWeightsPerStage, int kPipelineDepth>
 struct ForwardPlan {
   static constexpr int kDepth = kPipelineDepth;
   using Stage = GroupStage<kG, kK, kWeightsPerStage, true>;
-  // 16 warps, or 8 where a stage is one group: its 4 m-tiles then split the n-tiles over 4
-  // warps each, and every one of them loads the same gathered A fragments (shape 3 of
-  // bench/NOTES.md).
+  // 8 warps. A warp's item is 2 m-tiles of a group, so that each weight fragment serves both
+  // (with items of one m-tile on 16 warps, 4 warps loaded each: 0.236 -> 0.201 ms at shape 1 of
+  // bench/NOTES.md, 0.643 -> 0.656 at shape 2). A stage of one group keeps items of one m-tile,
+  // whose warps split the n-tiles (16 warps then loaded each gathered A fragment 4 times).
   static constexpr int kWarps = 8;
   static constexpr int kMTilesPerItem = Stage::kGroups > 1 ? 2 : 1;
   static constexpr int kThreads = kWarps * kWarpSize;
