@@ -142,27 +142,14 @@ __global__ void __launch_bounds__(kThreads)
         load_matrix_x4(frag_a.r,
                        gathered.chunk_address(group * kK + m_tile * 16 + row + 8 * (matrix % 2),
                                               ks * 2 + matrix / 2));
-        // B = dZg: batch x labels, stored as batch rows (transposed for the fragment); two
-        // label n-tiles per ldmatrix.x4 where the run has pairs.
-        const int first_chunk = (group * kG) / 8 + n_tile0;
-        if constexpr (kRun % 2 == 0) {
 #pragma unroll
-          for (int r = 0; r < kRun; r += 2) {
-            uint32_t b[4];
-            load_matrix_x4_trans(b, dz.chunk_address(ks * 16 + row + 8 * (matrix % 2),
-                                                     first_chunk + r + matrix / 2));
-            mma(acc[t0 + r], frag_a, FragB{{b[0], b[1]}});
-            mma(acc[t0 + r + 1], frag_a, FragB{{b[2], b[3]}});
-          }
-        } else {
-#pragma unroll
-          for (int r = 0; r < kRun; ++r) {
-            FragB frag_b;
-            load_matrix_x2_trans(
-                frag_b.r[0], frag_b.r[1],
-                dz.chunk_address(ks * 16 + row + 8 * (matrix % 2), first_chunk + r));
-            mma(acc[t0 + r], frag_a, frag_b);
-          }
+        for (int r = 0; r < kRun; ++r) {
+          // B = dZg: batch x labels, stored as batch rows (transposed for the fragment).
+          FragB frag_b;
+          load_matrix_x2_trans(
+              frag_b.r[0], frag_b.r[1],
+              dz.chunk_address(ks * 16 + row + 8 * (matrix % 2), (group * kG) / 8 + n_tile0 + r));
+          mma(acc[t0 + r], frag_a, frag_b);
         }
       }
     }
