@@ -47,7 +47,7 @@ constexpr int kRows = 32;  // batch rows of one block
 constexpr int kTeamWarps = 8;
 constexpr int kTeamThreads = kTeamWarps * kWarpSize;
 constexpr int kThreads = 2 * kTeamThreads;  // warps 0-7: logits team; 8-15: gradient team
-constexpr int kBatchNTiles = kRows / 8;     // dh: gradient warp w < 4 owns batch n-tile w
+constexpr int kBatchNTiles = kRows / 8;     // dh: logits-team warp 4 + w owns batch n-tile w
 constexpr int kMaxRanks = kFusedTrainRows / kRows;
 static_assert(kFusedTrainRows % kRows == 0 && kMaxRanks <= 8,
               "a cluster holds at most 8 blocks (the portable cluster size)");
