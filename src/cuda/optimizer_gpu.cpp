@@ -5,6 +5,7 @@
 #include <haste/cuda/cuda_check.hpp>
 #include <haste/cuda/optimizer_gpu.hpp>
 #include <haste/error.hpp>
+#include <type_traits>
 #include <utility>
 
 #include "cuda/optimizer_launch.hpp"
@@ -153,7 +154,22 @@ void OptimizerGpu::update_rows(int handle, T* value, const Grad* grad, const int
                                const int32_t* row_count, int64_t max_rows, cudaStream_t stream) {
   Slot& s = slot(handle);
   check(s.shape.size() == 2, "GPU optimizer: row update of '{}', which is not a matrix", s.name);
-  optimizer_update_rows(scalars_, value, grad, s.state(), s.shape[1], rows, row_count, max_rows,
+  // AdamW's decoupled decay shrinks every row, the touched rows' step runs without it (as on
+  // the CPU: include/haste/optimizer.hpp).
+  UpdateScalars step = scalars_;
+  if (step.kind == OptimizerKind::adamw && step.weight_decay > 0) {
+    if constexpr (std::is_same_v<T, float>) {
+      HASTE_CUDA_CHECK(launch_scale(value, s.numel, 1.0f - step.lr * step.weight_decay,
+                                    blocks_for(s.numel), stream));
+      step.weight_decay = 0;
+    } else {
+      check(false,
+            "GPU optimizer: '{}' is a bf16 row-sparse parameter, whose untouched rows' "
+            "weight decay would need stochastic rounding (not supported)",
+            s.name);
+    }
+  }
+  optimizer_update_rows(step, value, grad, s.state(), s.shape[1], rows, row_count, max_rows,
                         static_cast<uint32_t>(handle), stream);
 }
 

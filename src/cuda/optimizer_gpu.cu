@@ -81,6 +81,12 @@ __global__ void row_update_kernel(UpdateScalars s, T* value, const Grad* grad,
   }
 }
 
+__global__ void scale_kernel(float* values, int64_t n, float factor) {
+  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n;
+       i += int64_t{gridDim.x} * blockDim.x)
+    values[i] *= factor;
+}
+
 // One block per group: the group's [g, k] block goes through shared memory, so the permutation
 // can be applied in place.
 template <typename T>
@@ -121,6 +127,12 @@ cudaError_t launch_row_update(const UpdateScalars& s, T* value, const Grad* grad
                               unsigned blocks, cudaStream_t stream) {
   row_update_kernel<<<blocks, kOptimizerThreads, 0, stream>>>(s, value, grad, state, width, rows,
                                                               row_count, max_rows, key);
+  return cudaGetLastError();
+}
+
+cudaError_t launch_scale(float* values, int64_t n, float factor, unsigned blocks,
+                         cudaStream_t stream) {
+  if (n > 0) scale_kernel<<<blocks, kOptimizerThreads, 0, stream>>>(values, n, factor);
   return cudaGetLastError();
 }
 

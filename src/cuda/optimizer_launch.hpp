@@ -36,6 +36,10 @@ cudaError_t launch_row_update(const UpdateScalars& s, T* value, const Grad* grad
                               const int32_t* row_count, int64_t max_rows, uint64_t key,
                               unsigned blocks, cudaStream_t stream);
 
+// values[0 .. n) *= factor.
+cudaError_t launch_scale(float* values, int64_t n, float factor, unsigned blocks,
+                         cudaStream_t stream);
+
 // One block per group, g * k values of T in shared memory (at most 48 KB).
 template <typename T>
 cudaError_t launch_remap_slots(const GroupSharedShape& shape, const int32_t* source, T* values,
