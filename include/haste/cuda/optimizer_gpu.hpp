@@ -9,8 +9,9 @@
 // Optimizer state (Adam m, v; SGD momentum) is always fp32, gradients fp32 or bf16.
 //
 // Per parameter, dense (every element) or LAZY ROW-SPARSE (the sparse input layer, as on the
-// CPU): only rows listed in a device int32 array are updated, with their state; the row count
+// CPU): only rows listed in a device int32 array take a step, with their state; the row count
 // may live on the device (no host sync), the launch covers `max_rows` and extra threads exit.
+// AdamW's decoupled weight decay still scales every row (fp32 parameters only), as on the CPU.
 //
 // The stochastic-rounding draws come from a counter-based hash of (seed, step, parameter, element):
 // a run is reproducible and no RNG state is stored.
