@@ -396,17 +396,16 @@ __global__ void __launch_bounds__(kThreads, 1)
         for (int index = team_warp; index < Item::kCount; index += kTeamWarps) {
           const Item item(index);
           if (item.group >= groups || item.m_tile * 16 >= rows) continue;
-          auto label_of = [&](int n) {
-            return item.group * kG + (item.first_n_tile + n) * 8 + 2 * (lane % 4);
-          };
-          float2 bias[Item::kNTilesPerItem];  // read first: a global load overlaps the mma
+          constexpr int kNTiles = Item::kNTilesPerItem;
+          const int first_label = item.group * kG + item.first_n_tile * 8;  // a multiple of 8
+          auto label_of = [&](int n) { return first_label + n * 8 + 2 * (lane % 4); };
+          float2 bias[kNTiles];  // read first: a global load overlaps the mma
 #pragma unroll
-          for (int n = 0; n < Item::kNTilesPerItem; ++n)
+          for (int n = 0; n < kNTiles; ++n)
             bias[n] = *reinterpret_cast<const float2*>(stage_bias + label_of(n));
-          FragC acc[Item::kNTilesPerItem];
+          FragC acc[kNTiles];
           group_logits<kK>(acc, h_tile, weights, indices + item.group * kK, item.group * kG,
                            item.m_tile, item.first_n_tile, lane);
-          constexpr int kNTiles = Item::kNTilesPerItem;
           FragC dz[kNTiles];
           float column_sums[2 * kNTiles];  // dbias over the item's 16 rows, 2 labels per n-tile
           const int tile_row = item.m_tile * 16 + lane / 4;
@@ -431,11 +430,9 @@ __global__ void __launch_bounds__(kThreads, 1)
             column_sums[2 * n] = dz[n].r[0] + dz[n].r[2];
             column_sums[2 * n + 1] = dz[n].r[1] + dz[n].r[3];
           }
-          store_row_fragments(dz_tile, dz, item.m_tile * 16,
-                              item.group * kG / 8 + item.first_n_tile, lane);
+          store_row_fragments(dz_tile, dz, item.m_tile * 16, first_label / 8, lane);
           // Every block adds its own dbias partial, so dbias starts at 0: the host clears it.
-          add_column_sums<kNTiles>(column_sums,
-                                   a.dbias + stage * kLabels + label_of(0) - 2 * (lane % 4), lane);
+          add_column_sums<kNTiles>(column_sums, a.dbias + stage * kLabels + first_label, lane);
         }
       };
       if (real_labels == labels && real_rows == rows)
